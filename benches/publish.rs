@@ -1,0 +1,2 @@
+//! Placeholder; replaced by the criterion suite.
+fn main() {}

@@ -1,0 +1,491 @@
+//! The broker: [`Broker`], [`PublishReport`] and [`BrokerStats`].
+//!
+//! # Locking
+//!
+//! There are three kinds of lock, always taken one at a time (never nested), so no lock order
+//! can be violated:
+//!
+//! 1. `Shared::registry` (`RwLock`): the topic table. Publishes take the read lock just long
+//!    enough to clone one `Arc`; subscribe, unsubscribe and close take the write lock to swap
+//!    in new lists.
+//! 2. `SubscriberState::open` (`RwLock`, one per subscriber): held for reading across one
+//!    non-blocking `try_send`, for writing by the subscriber leaving.
+//! 3. `Pool::state` and `Shared::closing_signal` (`Mutex`): pool bookkeeping and the close
+//!    signal, held for a few instructions.
+//!
+//! The rule: **no guard is ever held across a blocking send, a join, or user code** (`Clone`
+//! and `Drop` of messages run outside every lock, except the drop of a message refused by a
+//! closed subscriber, which happens after its guard is released).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::{BrokerBuilder, Config};
+use crate::delivery::{Outcome, deliver};
+use crate::dispatch::Pool;
+use crate::error::Error;
+use crate::registry::{Registry, Subscriber, SubscriberState};
+use crate::subscription::Subscription;
+use crate::topic::validate_topic;
+
+/// A topic-based publish/subscribe broker.
+///
+/// `Broker` is a cheap handle: clone it to share the broker between threads. The broker closes
+/// when [`close`](Broker::close) is called or when its last handle is dropped.
+///
+/// # Examples
+///
+/// ```
+/// use syncmq::Broker;
+///
+/// let broker = Broker::new();
+/// let sub = broker.subscribe("greetings")?;
+///
+/// let report = broker.publish("greetings", "Hello, world!")?;
+/// assert_eq!(report.delivered, 1);
+/// assert_eq!(sub.recv(), Ok("Hello, world!"));
+/// # Ok::<(), syncmq::Error>(())
+/// ```
+pub struct Broker<T> {
+    /// Every clone shares one `Handle`; its `Drop` closes the broker. Subscriptions and
+    /// dispatch threads hold `Shared` (or parts of it) directly, so they keep the broker's
+    /// memory alive without keeping it open.
+    handle: Arc<Handle<T>>,
+}
+
+/// The owner of an open broker. Exactly one per broker, shared by every `Broker` clone.
+struct Handle<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// The state of one broker, shared by its handles and subscriptions.
+pub(crate) struct Shared<T> {
+    /// Settings, fixed at build time.
+    pub(crate) config: Config,
+    /// The topic table and the closed flag. See "Locking" above.
+    pub(crate) registry: RwLock<Registry<T>>,
+    /// The sending half of the close signal; `None` once closed. Nothing is ever sent on it:
+    /// dropping it disconnects `closing`, which wakes every publish waiting on a full queue.
+    closing_signal: Mutex<Option<Sender<()>>>,
+    /// Becomes ready (disconnected) when the broker closes.
+    closing: Receiver<()>,
+    /// The dispatch threads.
+    pool: Pool<T>,
+    /// Successful `publish` calls. The three counters are statistics: each is only ever
+    /// incremented, with `Relaxed` ordering, because nothing is synchronised through them.
+    /// A reader may see a publish's `published` before its `delivered`/`dropped`.
+    published: AtomicU64,
+    /// Messages placed in a subscriber's queue.
+    delivered: AtomicU64,
+    /// Messages meant for a subscriber and not placed in its queue.
+    dropped: AtomicU64,
+    /// Source of subscriber ids. `Relaxed`: only uniqueness matters.
+    next_id: AtomicU64,
+}
+
+/// What one [`Broker::publish`] did.
+///
+/// `delivered + dropped` is the number of subscribers the message was routed to.
+///
+/// # Note
+///
+/// `delivered` means *placed in the subscriber's queue*, not received: a subscriber may still
+/// drop its [`Subscription`] without reading it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PublishReport {
+    /// Subscribers whose queue received the message.
+    pub delivered: usize,
+    /// Subscribers that did not get it: their queue stayed full past the overflow policy, the
+    /// broker closed while the publish waited, or they unsubscribed during the publish.
+    pub dropped: usize,
+}
+
+impl PublishReport {
+    /// The number of subscribers the message was routed to: `delivered + dropped`.
+    pub fn routed(&self) -> usize {
+        self.delivered + self.dropped
+    }
+}
+
+impl From<Outcome> for PublishReport {
+    fn from(outcome: Outcome) -> Self {
+        PublishReport {
+            delivered: outcome.delivered,
+            dropped: outcome.dropped,
+        }
+    }
+}
+
+/// Counters of a broker, from [`Broker::stats`].
+///
+/// Counters only grow. `topics` and `subscribers` are a snapshot that may be stale by the time
+/// it is read. Over all publishes that have returned, `delivered + dropped` is the total number
+/// of subscribers routed to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerStats {
+    /// Successful `publish` calls.
+    pub published: u64,
+    /// Messages placed in subscribers' queues.
+    pub delivered: u64,
+    /// Messages that were routed to a subscriber but not placed in its queue.
+    pub dropped: u64,
+    /// Topics with at least one subscriber.
+    pub topics: usize,
+    /// Subscribers over all topics.
+    pub subscribers: usize,
+    /// Dispatch threads running.
+    pub dispatch_threads: usize,
+    /// Dispatch threads that could not be spawned. Publishing goes on without them.
+    pub spawn_failures: u64,
+}
+
+impl<T: Clone + Send + 'static> Broker<T> {
+    /// Creates a broker with the default settings: queues of
+    /// [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) messages, a 5 ms send timeout, one dispatch
+    /// thread per CPU at most.
+    #[must_use]
+    pub fn new() -> Self {
+        Broker::with_config(Config::default())
+    }
+
+    /// Returns a builder to configure a broker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncmq::{Broker, Overflow};
+    ///
+    /// let broker = Broker::<u64>::builder().capacity(8).overflow(Overflow::Drop).build();
+    /// # drop(broker);
+    /// ```
+    pub fn builder() -> BrokerBuilder<T> {
+        BrokerBuilder::new()
+    }
+
+    pub(crate) fn with_config(config: Config) -> Self {
+        let (closing_signal, closing) = crossbeam_channel::bounded(0);
+        let shared = Arc::new(Shared {
+            config,
+            registry: RwLock::new(Registry::new()),
+            closing_signal: Mutex::new(Some(closing_signal)),
+            pool: Pool::new(config.workers, closing.clone()),
+            closing,
+            published: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
+        });
+        Broker {
+            handle: Arc::new(Handle { shared }),
+        }
+    }
+
+    /// Subscribes to `topic`.
+    ///
+    /// The subscription receives every message published to `topic` from now until it is
+    /// dropped or [unsubscribed](Subscription::unsubscribe), except those its queue had no room
+    /// for (see [`Overflow`](crate::Overflow)), which it can count with
+    /// [`Subscription::dropped`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] if `topic` is not a valid topic (see
+    /// [`validate_topic`](crate::validate_topic)); [`Error::Closed`] if the broker is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncmq::Broker;
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscribe("orders.created")?;
+    /// broker.publish("orders.created", 42)?;
+    /// broker.publish("orders.cancelled", 7)?; // another topic: not received
+    /// assert_eq!(sub.try_iter().collect::<Vec<_>>(), [42]);
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn subscribe(&self, topic: &str) -> Result<Subscription<T>, Error> {
+        let shared = &self.handle.shared;
+        validate_topic(topic).map_err(|reason| Error::InvalidTopic {
+            topic: topic.to_owned(),
+            reason,
+        })?;
+        let (sender, receiver) = crossbeam_channel::bounded(shared.config.capacity);
+        let state = Arc::new(SubscriberState::new());
+        let subscriber = Arc::new(Subscriber {
+            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+            sender,
+            overflow: shared.config.overflow,
+            state: state.clone(),
+        });
+        let id = subscriber.id;
+        {
+            let mut registry = shared.registry.write();
+            if registry.closed {
+                return Err(Error::Closed);
+            }
+            registry.insert(topic, subscriber);
+        }
+        Ok(Subscription::new(
+            shared.clone(),
+            topic.into(),
+            id,
+            receiver,
+            state,
+        ))
+    }
+
+    /// Publishes `msg` to every subscriber of `topic`, and reports how many got it.
+    ///
+    /// Each subscriber gets its own clone (the last one gets `msg` itself). The call is
+    /// synchronous: it returns once every send has completed or given up under the
+    /// subscriber's [`Overflow`](crate::Overflow) policy, so a later publish from the same
+    /// thread cannot overtake it. Subscribers with room get the message first; only then are
+    /// full queues waited on, all at once, each until its own deadline.
+    ///
+    /// A topic with no subscribers is not an error: the report counts zero.
+    ///
+    /// # Return
+    ///
+    /// A [`PublishReport`]: `delivered` subscribers have the message in their queue, `dropped`
+    /// do not. `Ok` does **not** mean anyone has received it yet.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] for an invalid topic, [`Error::Closed`] if the broker is closed.
+    /// Either way `msg` is dropped and nothing is sent. If the broker closes *during* the
+    /// publish, it returns `Ok` with every send it could not finish counted as dropped.
+    ///
+    /// # Panics
+    ///
+    /// Only if `T::clone` panics; the panic is passed on to the caller (also when the clone
+    /// ran on a dispatch thread).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncmq::{Broker, Overflow};
+    ///
+    /// let broker = Broker::builder().capacity(1).overflow(Overflow::Drop).build();
+    /// let sub = broker.subscribe("ticks")?;
+    ///
+    /// assert_eq!(broker.publish("ticks", 1)?.delivered, 1);
+    /// let report = broker.publish("ticks", 2)?; // queue full: dropped, and counted
+    /// assert_eq!((report.delivered, report.dropped), (0, 1));
+    /// assert_eq!(sub.dropped(), 1);
+    /// assert_eq!(sub.recv(), Ok(1));
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn publish(&self, topic: &str, msg: T) -> Result<PublishReport, Error> {
+        let shared = &self.handle.shared;
+        if let Err(reason) = validate_topic(topic) {
+            return Err(Error::InvalidTopic {
+                topic: topic.to_owned(),
+                reason,
+            });
+        }
+        // Snapshot the subscriber list and release the lock before sending anything.
+        let subscribers = {
+            let registry = shared.registry.read();
+            if registry.closed {
+                return Err(Error::Closed);
+            }
+            registry.get(topic).cloned()
+        };
+        shared.published.fetch_add(1, Ordering::Relaxed);
+        let Some(subscribers) = subscribers else {
+            return Ok(PublishReport::default());
+        };
+
+        let outcome = shared.deliver(&subscribers, msg);
+        drop(subscribers);
+        shared
+            .delivered
+            .fetch_add(outcome.delivered as u64, Ordering::Relaxed);
+        shared
+            .dropped
+            .fetch_add(outcome.dropped as u64, Ordering::Relaxed);
+        Ok(outcome.into())
+    }
+
+    /// Closes the broker. Idempotent.
+    ///
+    /// After `close`:
+    /// - `publish` and `subscribe` return [`Error::Closed`];
+    /// - a publish waiting on a full queue stops waiting at once and counts what it could not
+    ///   send as dropped;
+    /// - every subscription receives what is already queued, then gets
+    ///   [`RecvError::Closed`](crate::RecvError::Closed): no thread stays blocked in `recv`;
+    /// - the dispatch threads have been joined when `close` returns.
+    ///
+    /// Dropping the last `Broker` handle closes the broker too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncmq::{Broker, RecvError};
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscribe("jobs")?;
+    /// broker.publish("jobs", "last one")?;
+    /// broker.close();
+    /// broker.close(); // idempotent
+    ///
+    /// assert_eq!(sub.recv(), Ok("last one"));
+    /// assert_eq!(sub.recv(), Err(RecvError::Closed));
+    /// assert!(broker.is_closed());
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.handle.shared.close();
+    }
+
+    /// Returns `true` once the broker is closed.
+    pub fn is_closed(&self) -> bool {
+        self.handle.shared.is_closed()
+    }
+
+    /// Returns the broker's counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncmq::Broker;
+    ///
+    /// let broker = Broker::new();
+    /// let _a = broker.subscribe("a")?;
+    /// let _b = broker.subscribe("a")?;
+    /// broker.publish("a", ())?;
+    /// broker.publish("nobody", ())?;
+    ///
+    /// let stats = broker.stats();
+    /// assert_eq!((stats.published, stats.delivered, stats.dropped), (2, 2, 0));
+    /// assert_eq!((stats.topics, stats.subscribers), (1, 2));
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn stats(&self) -> BrokerStats {
+        let shared = &self.handle.shared;
+        let (topics, subscribers) = {
+            let registry = shared.registry.read();
+            (registry.topic_count(), registry.subscriber_count())
+        };
+        BrokerStats {
+            published: shared.published.load(Ordering::Relaxed),
+            delivered: shared.delivered.load(Ordering::Relaxed),
+            dropped: shared.dropped.load(Ordering::Relaxed),
+            topics,
+            subscribers,
+            dispatch_threads: shared.pool.thread_count(),
+            spawn_failures: shared.pool.spawn_failures(),
+        }
+    }
+
+    /// Returns the number of subscribers of `topic` right now.
+    ///
+    /// # Note
+    ///
+    /// This promises nothing: another thread may subscribe or unsubscribe before the caller
+    /// looks at the number. Invalid topics have no subscribers.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.handle
+            .shared
+            .registry
+            .read()
+            .get(topic)
+            .map_or(0, |list| list.len())
+    }
+}
+
+impl<T: Clone + Send + 'static> Shared<T> {
+    /// Delivers one message to a snapshot of subscribers, inline or over the pool.
+    fn deliver(&self, subscribers: &crate::registry::SubscriberList<T>, msg: T) -> Outcome {
+        let len = subscribers.len();
+        let workers = self.config.workers;
+        if workers == 0 || len < self.config.dispatch_threshold {
+            return deliver(subscribers, msg, &self.closing);
+        }
+        // Stripes of at least half a threshold each, one per dispatch thread plus one for the
+        // publishing thread.
+        let stripe_min = (self.config.dispatch_threshold / 2).max(1);
+        let stripes = (len / stripe_min).clamp(2, workers + 1);
+        match self.pool.lease(stripes - 1) {
+            Some(lease) => self.pool.deliver_striped(lease, subscribers, stripes, msg),
+            // The pool shut down after our snapshot was taken: deliver inline; the close
+            // signal makes any wait end at once.
+            None => deliver(subscribers, msg, &self.closing),
+        }
+    }
+}
+
+impl<T> Shared<T> {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.registry.read().closed
+    }
+
+    /// Removes subscriber `id` from `topic`, if it is still there.
+    pub(crate) fn unsubscribe(&self, topic: &str, id: u64) {
+        let old_list = self.registry.write().remove(topic, id);
+        // Dropped outside the lock: it may hold the queue's last sender, and dropping that
+        // wakes the receiver.
+        drop(old_list);
+    }
+
+    fn close(&self) {
+        let lists = {
+            let mut registry = self.registry.write();
+            if registry.closed {
+                None
+            } else {
+                registry.closed = true;
+                Some(registry.take_all())
+            }
+        };
+        // Drop the lists outside the lock. Once in-flight publishes let go of their snapshots
+        // too, every queue's last sender is gone and every `recv` returns after draining.
+        drop(lists);
+        // Wake every publish waiting on a full queue: they count what is left as dropped.
+        drop(self.closing_signal.lock().take());
+        self.pool.shutdown();
+    }
+}
+
+impl<T> Drop for Handle<T> {
+    fn drop(&mut self) {
+        // The last `Broker` handle is gone: nobody can publish any more.
+        self.shared.close();
+    }
+}
+
+impl<T> Clone for Broker<T> {
+    /// Returns another handle to the same broker.
+    fn clone(&self) -> Self {
+        Broker {
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl<T: Clone + Send + 'static> Default for Broker<T> {
+    fn default() -> Self {
+        Broker::new()
+    }
+}
+
+impl<T> fmt::Debug for Broker<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.handle.shared;
+        let registry = shared.registry.read();
+        f.debug_struct("Broker")
+            .field("closed", &registry.closed)
+            .field("topics", &registry.topic_count())
+            .field("subscribers", &registry.subscriber_count())
+            .field("published", &shared.published.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,226 @@
+//! The dispatch pool: broker-owned threads that deliver stripes of large fan-outs.
+//!
+//! A publish to many subscribers is cut into stripes of consecutive subscribers. The publishing
+//! thread queues every stripe but the first as a [`Job`], delivers the first stripe itself,
+//! then waits for the others' outcomes. While it waits it also runs queued jobs itself (its own
+//! or another publish's), so a publish makes progress even when every dispatch thread is busy
+//! or none could be spawned.
+//!
+//! Why publishes cannot overtake each other: a publish returns only when all of its stripes
+//! are done, and each subscriber is in exactly one stripe. So for any one subscriber, the
+//! messages of one publishing thread arrive in the order they were published.
+//!
+//! Threads are spawned lazily (the first publish that needs them), never more than the
+//! configured `workers`, never per publish, and named `syncmq-dispatch-{i}`. They are joined by
+//! [`Pool::shutdown`], which `Broker::close` calls.
+
+use std::any::Any;
+use std::ops::Range;
+use std::panic::{self, AssertUnwindSafe};
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{Receiver, Sender, select, unbounded};
+use parking_lot::Mutex;
+
+use crate::delivery::{Outcome, deliver};
+use crate::registry::SubscriberList;
+
+/// What a finished stripe reports: its outcome, or the panic of a user `Clone` impl.
+type StripeResult = Result<Outcome, Box<dyn Any + Send>>;
+
+/// One stripe of one publish.
+pub(crate) struct Job<T> {
+    /// The publish's snapshot of the topic's subscribers.
+    subscribers: SubscriberList<T>,
+    /// The part of `subscribers` this job delivers to.
+    stripe: Range<usize>,
+    /// This stripe's copy of the message.
+    msg: T,
+    /// Where the outcome goes; the publish waits on the other end.
+    done: Sender<StripeResult>,
+}
+
+impl<T: Clone> Job<T> {
+    fn run(self, closing: &Receiver<()>) {
+        let Job {
+            subscribers,
+            stripe,
+            msg,
+            done,
+        } = self;
+        // A panic here can only come from the user's `Clone` impl. Catch it so the dispatch
+        // thread survives, and hand it to the publishing thread, which resumes it: the user
+        // sees the panic where it would have happened without the pool.
+        let result = panic::catch_unwind(AssertUnwindSafe(|| {
+            deliver(&subscribers[stripe], msg, closing)
+        }));
+        // Drop our hold on the subscribers *before* reporting, so that when `publish` returns
+        // no snapshot of ours keeps a closed subscriber's queue connected.
+        drop(subscribers);
+        // The publish waits until every stripe reports, so the receiver is alive; ignore the
+        // error anyway rather than panic on a dispatch thread.
+        let _ = done.send(result);
+    }
+}
+
+/// The pool's mutable state. Lock order: `Pool::state` is only ever taken alone, never while
+/// holding the registry lock, and never held across a send or a join.
+struct PoolState<T> {
+    /// Sending side of the job queue; `None` once shut down.
+    jobs: Option<Sender<Job<T>>>,
+    /// Spawned threads, in spawn order.
+    threads: Vec<JoinHandle<()>>,
+    /// Spawn attempts that failed. Publishing goes on without those threads.
+    spawn_failures: u64,
+}
+
+/// The broker's dispatch threads and their shared job queue.
+pub(crate) struct Pool<T> {
+    state: Mutex<PoolState<T>>,
+    /// Receiving side of the job queue, cloned into each thread and used by publishers to run
+    /// queued jobs while they wait.
+    job_queue: Receiver<Job<T>>,
+    /// The broker's close signal, cloned into each thread.
+    closing: Receiver<()>,
+    /// Upper bound on threads.
+    limit: usize,
+}
+
+/// A publish's handle on the pool, taken once per striped publish.
+pub(crate) struct Lease<T> {
+    jobs: Sender<Job<T>>,
+}
+
+impl<T: Clone + Send + 'static> Pool<T> {
+    pub(crate) fn new(limit: usize, closing: Receiver<()>) -> Self {
+        let (jobs, job_queue) = unbounded();
+        Pool {
+            state: Mutex::new(PoolState {
+                jobs: Some(jobs),
+                threads: Vec::new(),
+                spawn_failures: 0,
+            }),
+            job_queue,
+            closing,
+            limit,
+        }
+    }
+
+    /// Makes sure `wanted` threads (at most the limit) are running and returns a handle for
+    /// queueing jobs, or `None` after shutdown.
+    pub(crate) fn lease(&self, wanted: usize) -> Option<Lease<T>> {
+        let mut state = self.state.lock();
+        let jobs = state.jobs.clone()?;
+        let wanted = wanted.min(self.limit);
+        while state.threads.len() < wanted {
+            match self.spawn(state.threads.len()) {
+                Ok(handle) => state.threads.push(handle),
+                Err(_) => {
+                    // Not fatal: the publishing thread runs the jobs itself while it waits.
+                    // Counted in `Broker::stats` so the failure is visible; tried again by a
+                    // later publish.
+                    state.spawn_failures += 1;
+                    break;
+                }
+            }
+        }
+        Some(Lease { jobs })
+    }
+
+    fn spawn(&self, index: usize) -> std::io::Result<JoinHandle<()>> {
+        let jobs = self.job_queue.clone();
+        let closing = self.closing.clone();
+        thread::Builder::new()
+            .name(format!("syncmq-dispatch-{index}"))
+            .spawn(move || {
+                // Ends when every `Sender` of the queue is gone: the pool's (dropped by
+                // `shutdown`) and those of publishes in flight.
+                for job in jobs.iter() {
+                    job.run(&closing);
+                }
+            })
+    }
+
+    /// Delivers `msg` to `subscribers`, split into `stripes` stripes, the first on this thread.
+    pub(crate) fn deliver_striped(
+        &self,
+        lease: Lease<T>,
+        subscribers: &SubscriberList<T>,
+        stripes: usize,
+        msg: T,
+    ) -> Outcome {
+        let len = subscribers.len();
+        let stripes = stripes.clamp(1, len.max(1));
+        let bounds = |k: usize| k * len / stripes;
+        let (done, results) = crossbeam_channel::bounded(stripes);
+        for k in 1..stripes {
+            let job = Job {
+                subscribers: subscribers.clone(),
+                stripe: bounds(k)..bounds(k + 1),
+                msg: msg.clone(),
+                done: done.clone(),
+            };
+            // Cannot fail: `self.job_queue` keeps the queue connected.
+            let _ = lease.jobs.send(job);
+        }
+        drop(done);
+        drop(lease);
+
+        let mut outcome = deliver(&subscribers[..bounds(1)], msg, &self.closing);
+        let mut pending = stripes - 1;
+        let mut panicked = None;
+        while pending > 0 {
+            select! {
+                recv(results) -> result => {
+                    pending -= 1;
+                    match result {
+                        Ok(Ok(stripe)) => outcome.merge(stripe),
+                        Ok(Err(payload)) => panicked = Some(payload),
+                        // Unreachable: every job reports before dropping its sender.
+                        Err(_) => break,
+                    }
+                }
+                recv(self.job_queue) -> job => {
+                    if let Ok(job) = job {
+                        job.run(&self.closing);
+                    }
+                }
+            }
+        }
+        if let Some(payload) = panicked {
+            panic::resume_unwind(payload);
+        }
+        outcome
+    }
+}
+
+impl<T> Pool<T> {
+    /// Number of dispatch threads running.
+    pub(crate) fn thread_count(&self) -> usize {
+        self.state.lock().threads.len()
+    }
+
+    /// Number of failed spawn attempts.
+    pub(crate) fn spawn_failures(&self) -> u64 {
+        self.state.lock().spawn_failures
+    }
+
+    /// Stops accepting jobs and joins every thread. Jobs already queued still run (quickly:
+    /// the close signal has fired, so they do not wait on full queues). Idempotent.
+    pub(crate) fn shutdown(&self) {
+        let threads = {
+            let mut state = self.state.lock();
+            state.jobs = None;
+            std::mem::take(&mut state.threads)
+        };
+        let me = thread::current().id();
+        for handle in threads {
+            // A thread cannot join itself. That would only happen if a user's message type
+            // dropped the last `Broker` handle inside a dispatch thread; that thread then ends
+            // on its own once the queue disconnects.
+            if handle.thread().id() != me {
+                let _ = handle.join();
+            }
+        }
+    }
+}

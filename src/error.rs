@@ -1,0 +1,273 @@
+//! Every public error type of the crate.
+//!
+//! Broker operations (`subscribe`, `publish`, building a broker) fail with [`Error`]. Receiving
+//! fails with [`RecvError`], [`TryRecvError`] or [`RecvTimeoutError`], shaped like their
+//! crossbeam-channel namesakes. A subscriber that is skipped because its queue is full is *not* an
+//! error: it is counted in the [`PublishReport`](crate::PublishReport).
+
+use std::error;
+use std::fmt;
+
+/// The error returned by broker operations.
+///
+/// # Examples
+///
+/// ```
+/// use syncmq::{Broker, Error};
+///
+/// let broker = Broker::<u32>::new();
+/// assert!(matches!(broker.subscribe("bad..topic"), Err(Error::InvalidTopic { .. })));
+///
+/// broker.close();
+/// assert_eq!(broker.publish("orders", 1), Err(Error::Closed));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The broker has been closed (by [`Broker::close`](crate::Broker::close) or by dropping its
+    /// last handle); it accepts no more publishes or subscriptions.
+    Closed,
+    /// The topic is not a valid topic. Nothing was published or subscribed.
+    InvalidTopic {
+        /// The rejected input, as given.
+        topic: String,
+        /// What is wrong with it.
+        reason: TopicError,
+    },
+    /// The builder was given a setting the broker cannot honour.
+    InvalidConfig(ConfigError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Closed => "broker is closed".fmt(f),
+            Error::InvalidTopic { topic, reason } => write!(f, "invalid topic {topic:?}: {reason}"),
+            Error::InvalidConfig(reason) => write!(f, "invalid broker configuration: {reason}"),
+        }
+    }
+}
+
+impl error::Error for Error {
+    fn source(&self) -> Option<&(dyn error::Error + 'static)> {
+        match self {
+            Error::Closed => None,
+            Error::InvalidTopic { reason, .. } => Some(reason),
+            Error::InvalidConfig(reason) => Some(reason),
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(reason: ConfigError) -> Self {
+        Error::InvalidConfig(reason)
+    }
+}
+
+/// Why a topic was rejected. Byte positions index into the topic as UTF-8.
+///
+/// # Examples
+///
+/// ```
+/// use syncmq::{validate_topic, TopicError};
+///
+/// assert_eq!(validate_topic("orders.created"), Ok(()));
+/// assert_eq!(validate_topic(""), Err(TopicError::Empty));
+/// assert_eq!(validate_topic("orders..created"), Err(TopicError::EmptyToken { position: 7 }));
+/// assert_eq!(
+///     validate_topic("orders.*"),
+///     Err(TopicError::Wildcard { character: '*', position: 7 })
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// The topic is the empty string.
+    Empty,
+    /// The topic is longer than [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN) bytes.
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A `.`-separated token is empty: the topic starts or ends with `.`, or has `..`.
+    EmptyToken {
+        /// Byte position where the empty token starts.
+        position: usize,
+    },
+    /// The topic contains whitespace or a control character.
+    InvalidCharacter {
+        /// The offending character.
+        character: char,
+        /// Its byte position.
+        position: usize,
+    },
+    /// The topic contains `*` or `>`, which are reserved for wildcards.
+    Wildcard {
+        /// The wildcard character.
+        character: char,
+        /// Its byte position.
+        position: usize,
+    },
+}
+
+impl fmt::Display for TopicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TopicError::Empty => "topic is empty".fmt(f),
+            TopicError::TooLong { len } => write!(
+                f,
+                "topic is {len} bytes long, the limit is {}",
+                crate::MAX_TOPIC_LEN
+            ),
+            TopicError::EmptyToken { position } => {
+                write!(f, "empty token at byte {position}")
+            }
+            TopicError::InvalidCharacter {
+                character,
+                position,
+            } => write!(
+                f,
+                "character {character:?} at byte {position} is whitespace or a control character"
+            ),
+            TopicError::Wildcard {
+                character,
+                position,
+            } => write!(
+                f,
+                "wildcard {character:?} at byte {position} is reserved and not allowed here"
+            ),
+        }
+    }
+}
+
+impl error::Error for TopicError {}
+
+/// Why a broker configuration was rejected by
+/// [`BrokerBuilder::try_build`](crate::BrokerBuilder::try_build).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The per-subscriber capacity is above
+    /// [`MAX_CAPACITY`](crate::MAX_CAPACITY). Queues are allocated up front, so an enormous
+    /// bound would allocate (or fail to allocate) that much memory per subscriber.
+    CapacityTooLarge {
+        /// The capacity asked for.
+        capacity: usize,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ConfigError::CapacityTooLarge { capacity } => write!(
+                f,
+                "capacity {capacity} is above the limit of {}",
+                crate::MAX_CAPACITY
+            ),
+        }
+    }
+}
+
+impl error::Error for ConfigError {}
+
+/// The error returned by [`Subscription::recv`](crate::Subscription::recv): the subscription
+/// has ended and its queue is empty.
+///
+/// Every message queued before the end is still received first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The broker was closed.
+    Closed,
+}
+
+/// The error returned by [`Subscription::try_recv`](crate::Subscription::try_recv).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TryRecvError {
+    /// The queue is empty right now; more messages may come.
+    Empty,
+    /// The broker was closed and the queue is empty.
+    Closed,
+}
+
+/// The error returned by [`Subscription::recv_timeout`](crate::Subscription::recv_timeout) and
+/// [`Subscription::recv_deadline`](crate::Subscription::recv_deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecvTimeoutError {
+    /// No message arrived before the deadline; more messages may come.
+    Timeout,
+    /// The broker was closed and the queue is empty.
+    Closed,
+}
+
+impl TryRecvError {
+    /// Returns `true` if the queue was only empty for now.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TryRecvError::Empty)
+    }
+
+    /// Returns `true` if the subscription has ended because the broker closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TryRecvError::Closed)
+    }
+}
+
+impl RecvTimeoutError {
+    /// Returns `true` if the wait timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RecvTimeoutError::Timeout)
+    }
+
+    /// Returns `true` if the subscription has ended because the broker closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, RecvTimeoutError::Closed)
+    }
+}
+
+impl From<RecvError> for TryRecvError {
+    fn from(err: RecvError) -> Self {
+        match err {
+            RecvError::Closed => TryRecvError::Closed,
+        }
+    }
+}
+
+impl From<RecvError> for RecvTimeoutError {
+    fn from(err: RecvError) -> Self {
+        match err {
+            RecvError::Closed => RecvTimeoutError::Closed,
+        }
+    }
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::Closed => "receiving on a subscription whose broker is closed".fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for TryRecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryRecvError::Empty => "receiving on an empty subscription".fmt(f),
+            TryRecvError::Closed => RecvError::Closed.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvTimeoutError::Timeout => "timed out waiting on a subscription".fmt(f),
+            RecvTimeoutError::Closed => RecvError::Closed.fmt(f),
+        }
+    }
+}
+
+impl error::Error for RecvError {}
+impl error::Error for TryRecvError {}
+impl error::Error for RecvTimeoutError {}

@@ -1,0 +1,351 @@
+//! The receiving side: [`Subscription`] and its iterators.
+
+use std::fmt;
+use std::iter::FusedIterator;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use crate::broker::Shared;
+use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
+use crate::registry::SubscriberState;
+
+/// A subscription to one topic: a bounded queue the broker fills with the topic's messages.
+///
+/// Dropping a `Subscription` unsubscribes it at once: no later publish waits on it or counts
+/// it. [`unsubscribe`](Subscription::unsubscribe) does the same and hands back what was still
+/// queued.
+///
+/// When the broker closes, the subscription still yields every message already queued; then
+/// every receive fails with [`RecvError::Closed`], so no thread is left blocked.
+///
+/// # Examples
+///
+/// ```
+/// use std::thread;
+/// use syncmq::Broker;
+///
+/// let broker = Broker::new();
+/// let sub = broker.subscribe("numbers")?;
+///
+/// let consumer = thread::spawn(move || sub.iter().sum::<u64>());
+/// for n in 1..=10 {
+///     broker.publish("numbers", n)?;
+/// }
+/// broker.close(); // ends the consumer's `iter` after it drained the queue
+/// assert_eq!(consumer.join().unwrap(), 55);
+/// # Ok::<(), syncmq::Error>(())
+/// ```
+#[must_use = "dropping a Subscription unsubscribes it"]
+pub struct Subscription<T> {
+    /// The broker, to unsubscribe from and to learn why the queue disconnected.
+    shared: Arc<Shared<T>>,
+    /// The topic subscribed to.
+    topic: Box<str>,
+    /// This subscriber's id in the registry.
+    id: u64,
+    /// The receiving side of the subscriber's queue.
+    receiver: Receiver<T>,
+    /// State shared with the broker's half of the subscriber.
+    state: Arc<SubscriberState>,
+}
+
+impl<T> Subscription<T> {
+    pub(crate) fn new(
+        shared: Arc<Shared<T>>,
+        topic: Box<str>,
+        id: u64,
+        receiver: Receiver<T>,
+        state: Arc<SubscriberState>,
+    ) -> Self {
+        Subscription {
+            shared,
+            topic,
+            id,
+            receiver,
+            state,
+        }
+    }
+
+    /// Blocks until a message arrives or the subscription ends.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Closed`] once the broker is closed and the queue is empty.
+    pub fn recv(&self) -> Result<T, RecvError> {
+        self.receiver.recv().map_err(|_| self.end_reason())
+    }
+
+    /// Returns a queued message, if any, without blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] if the queue is empty; [`TryRecvError::Closed`] if it is empty
+    /// and the broker is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncmq::{Broker, TryRecvError};
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscribe("t")?;
+    /// assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+    /// broker.publish("t", 'x')?;
+    /// assert_eq!(sub.try_recv(), Ok('x'));
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.receiver.try_recv().map_err(|err| match err {
+            crossbeam_channel::TryRecvError::Empty => TryRecvError::Empty,
+            crossbeam_channel::TryRecvError::Disconnected => self.end_reason().into(),
+        })
+    }
+
+    /// Waits at most `timeout` for a message.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] if none arrived in time; [`RecvTimeoutError::Closed`] if
+    /// the broker is closed and the queue is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use syncmq::{Broker, RecvTimeoutError};
+    ///
+    /// let broker = Broker::<u8>::new();
+    /// let sub = broker.subscribe("quiet")?;
+    /// let waited = sub.recv_timeout(Duration::from_millis(10));
+    /// assert_eq!(waited, Err(RecvTimeoutError::Timeout));
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.receiver
+            .recv_timeout(timeout)
+            .map_err(|err| self.timeout_error(err))
+    }
+
+    /// Waits until `deadline` at most for a message.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
+        self.receiver
+            .recv_deadline(deadline)
+            .map_err(|err| self.timeout_error(err))
+    }
+
+    /// A blocking iterator over messages; it ends when the subscription ends.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { subscription: self }
+    }
+
+    /// A non-blocking iterator over the messages queued now.
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { subscription: self }
+    }
+
+    /// The topic this subscription receives.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The number of messages published to this subscription's topic while it was subscribed
+    /// that it did not get because its queue was full (or the broker closed during the
+    /// publish). Only grows.
+    pub fn dropped(&self) -> u64 {
+        self.state.dropped()
+    }
+
+    /// The number of messages queued now.
+    pub fn len(&self) -> usize {
+        self.receiver.len()
+    }
+
+    /// Whether the queue is empty now.
+    pub fn is_empty(&self) -> bool {
+        self.receiver.is_empty()
+    }
+
+    /// The queue's bound: `Some(0)` for a rendezvous queue.
+    pub fn capacity(&self) -> Option<usize> {
+        self.receiver.capacity()
+    }
+
+    /// The underlying crossbeam-channel receiver, to wait on several subscriptions (or other
+    /// channels) at once with [`crossbeam_channel::select!`].
+    ///
+    /// This makes crossbeam-channel a public dependency of syncmq: its version is part of our
+    /// API. The receiver disconnects when the subscription ends, like [`recv`](Self::recv)
+    /// failing; call [`recv`](Self::recv) or [`try_recv`](Self::try_recv) then to learn why.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use crossbeam_channel::select;
+    /// use syncmq::Broker;
+    ///
+    /// let broker = Broker::new();
+    /// let orders = broker.subscribe("orders")?;
+    /// let prices = broker.subscribe("prices")?;
+    /// broker.publish("prices", 101)?;
+    ///
+    /// select! {
+    ///     recv(orders.receiver()) -> msg => panic!("unexpected order {msg:?}"),
+    ///     recv(prices.receiver()) -> msg => assert_eq!(msg, Ok(101)),
+    /// }
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn receiver(&self) -> &Receiver<T> {
+        &self.receiver
+    }
+
+    /// Unsubscribes and returns the messages that were still queued, in order.
+    ///
+    /// Every message counted as delivered to this subscription is either returned here or was
+    /// received before: a publish running at the same time either placed its message before
+    /// the unsubscribe (it is returned) or counts it as dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncmq::Broker;
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscribe("t")?;
+    /// broker.publish("t", 1)?;
+    /// broker.publish("t", 2)?;
+    /// assert_eq!(sub.unsubscribe(), [1, 2]);
+    /// assert_eq!(broker.subscriber_count("t"), 0);
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn unsubscribe(self) -> Vec<T> {
+        self.leave();
+        self.receiver.try_iter().collect()
+    }
+
+    /// Removes this subscriber from the broker and closes its queue to new messages.
+    /// Idempotent.
+    fn leave(&self) {
+        // Remove from the registry first, so no new publish routes to us; then shut the gate,
+        // which waits for sends in progress and makes later ones count as dropped.
+        self.shared.unsubscribe(&self.topic, self.id);
+        self.state.shut();
+    }
+
+    /// Why the queue disconnected. Only called after the receiver reported disconnection,
+    /// which happens only once the broker removed this subscriber (a subscription still
+    /// owned by the user is removed only by `close`).
+    fn end_reason(&self) -> RecvError {
+        RecvError::Closed
+    }
+
+    fn timeout_error(&self, err: crossbeam_channel::RecvTimeoutError) -> RecvTimeoutError {
+        match err {
+            crossbeam_channel::RecvTimeoutError::Timeout => RecvTimeoutError::Timeout,
+            crossbeam_channel::RecvTimeoutError::Disconnected => self.end_reason().into(),
+        }
+    }
+}
+
+impl<T> Drop for Subscription<T> {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+impl<T> fmt::Debug for Subscription<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("topic", &self.topic)
+            .field("queued", &self.len())
+            .field("capacity", &self.capacity())
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A blocking iterator over a subscription's messages, made by [`Subscription::iter`]. Ends
+/// when the subscription ends.
+pub struct Iter<'a, T> {
+    subscription: &'a Subscription<T>,
+}
+
+impl<T> Iterator for Iter<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.subscription.recv().ok()
+    }
+}
+
+impl<T> FusedIterator for Iter<'_, T> {}
+
+impl<T> fmt::Debug for Iter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad("Iter { .. }")
+    }
+}
+
+/// A non-blocking iterator over the messages queued now, made by [`Subscription::try_iter`].
+pub struct TryIter<'a, T> {
+    subscription: &'a Subscription<T>,
+}
+
+impl<T> Iterator for TryIter<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.subscription.try_recv().ok()
+    }
+}
+
+impl<T> fmt::Debug for TryIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad("TryIter { .. }")
+    }
+}
+
+/// An owning blocking iterator over a subscription's messages. Ends when the subscription
+/// ends; dropping it unsubscribes.
+pub struct IntoIter<T> {
+    subscription: Subscription<T>,
+}
+
+impl<T> Iterator for IntoIter<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.subscription.recv().ok()
+    }
+}
+
+impl<T> FusedIterator for IntoIter<T> {}
+
+impl<T> fmt::Debug for IntoIter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad("IntoIter { .. }")
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Subscription<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T> IntoIterator for Subscription<T> {
+    type Item = T;
+    type IntoIter = IntoIter<T>;
+
+    fn into_iter(self) -> IntoIter<T> {
+        IntoIter { subscription: self }
+    }
+}
