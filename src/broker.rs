@@ -13,9 +13,9 @@
 //! 3. `Pool::state` and `Shared::closing_signal` (`Mutex`): pool bookkeeping and the close
 //!    signal, held for a few instructions.
 //!
-//! The rule: **no guard is ever held across a blocking send, a join, or user code** (`Clone`
-//! and `Drop` of messages run outside every lock, except the drop of a message refused by a
-//! closed subscriber, which happens after its guard is released).
+//! The rule: **no guard is ever held across a blocking send or user code**: `Clone` and `Drop`
+//! of messages run outside every lock. The one guard held across a blocking call is
+//! `Pool::joining`, held while `close` joins the dispatch threads, which never take it.
 
 use std::fmt;
 use std::sync::Arc;

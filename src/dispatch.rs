@@ -84,6 +84,10 @@ pub(crate) struct Pool<T> {
     closing: Receiver<()>,
     /// Upper bound on threads.
     limit: usize,
+    /// Held by `shutdown` while it joins, so that a second, concurrent `close` also returns
+    /// only once every thread is joined. Dispatch threads never take it, so holding it across
+    /// the joins cannot deadlock; it is the one guard held across a blocking call.
+    joining: Mutex<()>,
 }
 
 /// A publish's handle on the pool, taken once per striped publish.
@@ -103,6 +107,7 @@ impl<T: Clone + Send + 'static> Pool<T> {
             job_queue,
             closing,
             limit,
+            joining: Mutex::new(()),
         }
     }
 
@@ -208,6 +213,7 @@ impl<T> Pool<T> {
     /// Stops accepting jobs and joins every thread. Jobs already queued still run (quickly:
     /// the close signal has fired, so they do not wait on full queues). Idempotent.
     pub(crate) fn shutdown(&self) {
+        let _joining = self.joining.lock();
         let threads = {
             let mut state = self.state.lock();
             state.jobs = None;

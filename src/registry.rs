@@ -90,12 +90,18 @@ pub(crate) enum Attempt<T> {
 impl<T> Subscriber<T> {
     /// Offers `msg` to the subscriber's queue without waiting.
     pub(crate) fn try_deliver(&self, msg: T) -> Attempt<T> {
-        // Hold the read side of `open` across `try_send`: see `SubscriberState::open`.
-        let open = self.state.open.read();
-        if !*open {
-            return Attempt::Gone;
-        }
-        match self.sender.try_send(msg) {
+        let sent = {
+            // Hold the read side of `open` across `try_send`: see `SubscriberState::open`.
+            let open = self.state.open.read();
+            if *open {
+                self.sender.try_send(msg)
+            } else {
+                Err(TrySendError::Disconnected(msg))
+            }
+        };
+        // The guard is released: a refused message is dropped below, so the user's `Drop`
+        // never runs under our lock.
+        match sent {
             Ok(()) => Attempt::Delivered,
             Err(TrySendError::Full(msg)) => Attempt::Full(msg),
             Err(TrySendError::Disconnected(_)) => Attempt::Gone,
