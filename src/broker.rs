@@ -20,15 +20,17 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 
-use crate::config::{BrokerBuilder, Config};
-use crate::delivery::{Outcome, deliver};
+use crate::config::{BrokerBuilder, Config, SubscribeOptions, SubscriberConfig};
+use crate::delivery::{Context, Outcome, deliver};
 use crate::dispatch::Pool;
 use crate::error::Error;
-use crate::registry::{Registry, Subscriber, SubscriberState};
+use crate::registry::{Registry, Route, Subscriber, SubscriberState};
+use crate::stats::{BrokerStats, Counters, PublishReport, TopicStats};
 use crate::subscription::Subscription;
 use crate::topic::validate_topic;
 
@@ -75,74 +77,10 @@ pub(crate) struct Shared<T> {
     closing: Receiver<()>,
     /// The dispatch threads.
     pool: Pool<T>,
-    /// Successful `publish` calls. The three counters are statistics: each is only ever
-    /// incremented, with `Relaxed` ordering, because nothing is synchronised through them.
-    /// A reader may see a publish's `published` before its `delivered`/`dropped`.
-    published: AtomicU64,
-    /// Messages placed in a subscriber's queue.
-    delivered: AtomicU64,
-    /// Messages meant for a subscriber and not placed in its queue.
-    dropped: AtomicU64,
+    /// The broker's totals over all topics (see `stats.rs` for what the counters promise).
+    totals: Counters,
     /// Source of subscriber ids. `Relaxed`: only uniqueness matters.
     next_id: AtomicU64,
-}
-
-/// What one [`Broker::publish`] did.
-///
-/// `delivered + dropped` is the number of subscribers the message was routed to.
-///
-/// # Note
-///
-/// `delivered` means *placed in the subscriber's queue*, not received: a subscriber may still
-/// drop its [`Subscription`] without reading it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PublishReport {
-    /// Subscribers whose queue received the message.
-    pub delivered: usize,
-    /// Subscribers that did not get it: their queue stayed full past the overflow policy, the
-    /// broker closed while the publish waited, or they unsubscribed during the publish.
-    pub dropped: usize,
-}
-
-impl PublishReport {
-    /// The number of subscribers the message was routed to: `delivered + dropped`.
-    pub fn routed(&self) -> usize {
-        self.delivered + self.dropped
-    }
-}
-
-impl From<Outcome> for PublishReport {
-    fn from(outcome: Outcome) -> Self {
-        PublishReport {
-            delivered: outcome.delivered,
-            dropped: outcome.dropped,
-        }
-    }
-}
-
-/// Counters of a broker, from [`Broker::stats`].
-///
-/// Counters only grow. `topics` and `subscribers` are a snapshot that may be stale by the time
-/// it is read. Over all publishes that have returned, `delivered + dropped` is the total number
-/// of subscribers routed to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BrokerStats {
-    /// Successful `publish` calls.
-    pub published: u64,
-    /// Messages placed in subscribers' queues.
-    pub delivered: u64,
-    /// Messages that were routed to a subscriber but not placed in its queue.
-    pub dropped: u64,
-    /// Topics with at least one subscriber.
-    pub topics: usize,
-    /// Subscribers over all topics.
-    pub subscribers: usize,
-    /// Dispatch threads running.
-    pub dispatch_threads: usize,
-    /// Dispatch threads that could not be spawned. Publishing goes on without them.
-    pub spawn_failures: u64,
 }
 
 impl<T: Clone + Send + 'static> Broker<T> {
@@ -176,9 +114,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
             closing_signal: Mutex::new(Some(closing_signal)),
             pool: Pool::new(config.workers, closing.clone()),
             closing,
-            published: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            totals: Counters::default(),
             next_id: AtomicU64::new(0),
         });
         Broker {
@@ -211,34 +147,44 @@ impl<T: Clone + Send + 'static> Broker<T> {
     /// # Ok::<(), syncmq::Error>(())
     /// ```
     pub fn subscribe(&self, topic: &str) -> Result<Subscription<T>, Error> {
+        self.subscribe_with(topic, SubscribeOptions::default())
+    }
+
+    /// Subscribes to `topic` with settings of its own, overriding the broker's defaults for
+    /// this subscriber only: its queue's capacity, its [`Overflow`](crate::Overflow) policy,
+    /// its eviction threshold.
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Self::subscribe), plus [`Error::InvalidConfig`] for invalid options
+    /// (a capacity above [`MAX_CAPACITY`](crate::MAX_CAPACITY), `evict_after(0)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncmq::{Broker, Overflow, SubscribeOptions};
+    ///
+    /// let broker = Broker::new();
+    /// let metrics = broker.subscribe_with(
+    ///     "cpu.load",
+    ///     SubscribeOptions::default().capacity(16).overflow(Overflow::Drop),
+    /// )?;
+    /// broker.publish("cpu.load", 0.5)?;
+    /// assert_eq!(metrics.try_recv(), Ok(0.5));
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn subscribe_with(
+        &self,
+        topic: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription<T>, Error> {
         let shared = &self.handle.shared;
         validate_topic(topic).map_err(|reason| Error::InvalidTopic {
             topic: topic.to_owned(),
             reason,
         })?;
-        let (sender, receiver) = crossbeam_channel::bounded(shared.config.capacity);
-        let state = Arc::new(SubscriberState::new());
-        let subscriber = Arc::new(Subscriber {
-            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
-            sender,
-            overflow: shared.config.overflow,
-            state: state.clone(),
-        });
-        let id = subscriber.id;
-        {
-            let mut registry = shared.registry.write();
-            if registry.closed {
-                return Err(Error::Closed);
-            }
-            registry.insert(topic, subscriber);
-        }
-        Ok(Subscription::new(
-            shared.clone(),
-            topic.into(),
-            id,
-            receiver,
-            state,
-        ))
+        let config = options.resolve(shared.config.subscriber)?;
+        shared.add_subscriber(topic, config)
     }
 
     /// Publishes `msg` to every subscriber of `topic`, and reports how many got it.
@@ -290,28 +236,20 @@ impl<T: Clone + Send + 'static> Broker<T> {
                 reason,
             });
         }
-        // Snapshot the subscriber list and release the lock before sending anything.
-        let subscribers = {
+        // Snapshot the route and release the lock before sending anything.
+        let route = {
             let registry = shared.registry.read();
             if registry.closed {
                 return Err(Error::Closed);
             }
             registry.get(topic).cloned()
         };
-        shared.published.fetch_add(1, Ordering::Relaxed);
-        let Some(subscribers) = subscribers else {
+        shared.totals.record_publish();
+        let Some(route) = route else {
             return Ok(PublishReport::default());
         };
 
-        let outcome = shared.deliver(&subscribers, msg);
-        drop(subscribers);
-        shared
-            .delivered
-            .fetch_add(outcome.delivered as u64, Ordering::Relaxed);
-        shared
-            .dropped
-            .fetch_add(outcome.dropped as u64, Ordering::Relaxed);
-        Ok(outcome.into())
+        Ok(shared.deliver(&route, msg))
     }
 
     /// Closes the broker. Idempotent.
@@ -375,15 +313,46 @@ impl<T: Clone + Send + 'static> Broker<T> {
             let registry = shared.registry.read();
             (registry.topic_count(), registry.subscriber_count())
         };
+        let totals = shared.totals.topic_stats(subscribers);
         BrokerStats {
-            published: shared.published.load(Ordering::Relaxed),
-            delivered: shared.delivered.load(Ordering::Relaxed),
-            dropped: shared.dropped.load(Ordering::Relaxed),
+            published: totals.published,
+            delivered: totals.delivered,
+            dropped: totals.dropped,
+            displaced: totals.displaced,
+            evicted: totals.evicted,
             topics,
             subscribers,
             dispatch_threads: shared.pool.thread_count(),
             spawn_failures: shared.pool.spawn_failures(),
         }
+    }
+
+    /// Returns the counters of `topic`, or `None` if it has no subscribers now.
+    ///
+    /// Cheap enough to call after every publish: one read lock, one lookup, no allocation.
+    /// The counters start when the topic gets its first subscriber and are forgotten when its
+    /// last one leaves (see [`TopicStats`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncmq::{Broker, Overflow, SubscribeOptions};
+    ///
+    /// let broker = Broker::new();
+    /// let fast = broker.subscribe("prices")?;
+    /// let full = broker.subscribe_with("prices", SubscribeOptions::default().capacity(0).overflow(Overflow::Drop))?;
+    /// broker.publish("prices", 10)?;
+    ///
+    /// let stats = broker.topic_stats("prices").unwrap();
+    /// assert_eq!((stats.subscribers, stats.published, stats.delivered, stats.dropped), (2, 1, 1, 1));
+    /// assert_eq!(broker.topic_stats("nobody"), None);
+    /// # drop((fast, full));
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn topic_stats(&self, topic: &str) -> Option<TopicStats> {
+        let registry = self.handle.shared.registry.read();
+        let route = registry.get(topic)?;
+        Some(route.counters.topic_stats(route.subscribers.len()))
     }
 
     /// Returns the number of subscribers of `topic` right now.
@@ -398,27 +367,83 @@ impl<T: Clone + Send + 'static> Broker<T> {
             .registry
             .read()
             .get(topic)
-            .map_or(0, |list| list.len())
+            .map_or(0, |route| route.subscribers.len())
     }
 }
 
 impl<T: Clone + Send + 'static> Shared<T> {
-    /// Delivers one message to a snapshot of subscribers, inline or over the pool.
-    fn deliver(&self, subscribers: &crate::registry::SubscriberList<T>, msg: T) -> Outcome {
-        let len = subscribers.len();
+    /// Files a new subscriber under `topic` and returns its subscription.
+    fn add_subscriber(
+        self: &Arc<Self>,
+        topic: &str,
+        config: SubscriberConfig,
+    ) -> Result<Subscription<T>, Error> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let key: Arc<str> = Arc::from(topic);
+        let state = Arc::new(SubscriberState::new());
+        let (subscriber, receiver) = Subscriber::new(id, key.clone(), config, state.clone());
+        {
+            let mut registry = self.registry.write();
+            if registry.closed {
+                return Err(Error::Closed);
+            }
+            registry.insert(Arc::new(subscriber));
+        }
+        Ok(Subscription::new(self.clone(), key, id, receiver, state))
+    }
+
+    /// Delivers one message along a route, inline or over the pool, and does the
+    /// bookkeeping: counters, evictions.
+    fn deliver(&self, route: &Arc<Route<T>>, msg: T) -> PublishReport {
+        let deadline = self
+            .config
+            .publish_timeout
+            .and_then(|timeout| Instant::now().checked_add(timeout));
+        let outcome = self.deliver_along(route, msg, deadline);
+        route.counters.record_publish();
+        route.counters.record_outcome(&outcome);
+        self.totals.record_outcome(&outcome);
+        let mut evicted = 0;
+        for (key, id) in &outcome.evicted {
+            // The subscriber's gate is already shut; removing it from the registry is what
+            // spares later publishes any cost for it.
+            if let Some(old_route) = self.registry.write().remove(key, *id) {
+                old_route.counters.record_evicted();
+                self.totals.record_evicted();
+                evicted += 1;
+                // Dropped here, outside the lock.
+                drop(old_route);
+            }
+        }
+        PublishReport {
+            delivered: outcome.delivered,
+            dropped: outcome.dropped,
+            displaced: outcome.displaced,
+            evicted,
+        }
+    }
+
+    fn deliver_along(&self, route: &Arc<Route<T>>, msg: T, deadline: Option<Instant>) -> Outcome {
+        let len = route.subscribers.len();
         let workers = self.config.workers;
+        let context = Context {
+            closing: &self.closing,
+            deadline,
+        };
         if workers == 0 || len < self.config.dispatch_threshold {
-            return deliver(subscribers, msg, &self.closing);
+            return deliver(&route.subscribers, msg, context);
         }
         // Stripes of at least half a threshold each, one per dispatch thread plus one for the
         // publishing thread.
         let stripe_min = (self.config.dispatch_threshold / 2).max(1);
         let stripes = (len / stripe_min).clamp(2, workers + 1);
         match self.pool.lease(stripes - 1) {
-            Some(lease) => self.pool.deliver_striped(lease, subscribers, stripes, msg),
+            Some(lease) => self
+                .pool
+                .deliver_striped(lease, route, stripes, msg, deadline),
             // The pool shut down after our snapshot was taken: deliver inline; the close
             // signal makes any wait end at once.
-            None => deliver(subscribers, msg, &self.closing),
+            None => deliver(&route.subscribers, msg, context),
         }
     }
 }
@@ -485,7 +510,10 @@ impl<T> fmt::Debug for Broker<T> {
             .field("closed", &registry.closed)
             .field("topics", &registry.topic_count())
             .field("subscribers", &registry.subscriber_count())
-            .field("published", &shared.published.load(Ordering::Relaxed))
+            .field(
+                "published",
+                &shared.totals.published.load(Ordering::Relaxed),
+            )
             .finish_non_exhaustive()
     }
 }

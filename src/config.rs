@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use crate::broker::Broker;
@@ -41,6 +42,12 @@ pub enum Overflow {
     /// [`Overflow::Drop`]; a duration too large to add to the current time waits like
     /// [`Overflow::Block`]. No timer object is created: the deadline is a plain `Instant`.
     Timeout(Duration),
+    /// Never wait: make room by discarding the oldest queued message, so the subscriber always
+    /// has the newest data. The discarded message counts as dropped for that subscriber (and
+    /// as `displaced` in reports and stats). Safe while the subscriber receives concurrently:
+    /// every message is either received once or counted. On a rendezvous queue (capacity 0)
+    /// there is nothing to discard, and this acts like [`Overflow::Drop`].
+    DropOldest,
 }
 
 impl Default for Overflow {
@@ -55,7 +62,7 @@ impl Overflow {
     pub(crate) fn waits(self) -> bool {
         match self {
             Overflow::Block => true,
-            Overflow::Drop => false,
+            Overflow::Drop | Overflow::DropOldest => false,
             Overflow::Timeout(timeout) => !timeout.is_zero(),
         }
     }
@@ -64,36 +71,53 @@ impl Overflow {
 /// The settings a broker runs with. Fixed once the broker is built.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Config {
-    /// Per-subscriber queue bound; 0 makes every queue a rendezvous channel.
-    pub(crate) capacity: usize,
-    /// Policy for full queues.
-    pub(crate) overflow: Overflow,
     /// Upper bound on dispatch threads; 0 means every publish runs on its own thread.
     pub(crate) workers: usize,
     /// Subscriber count from which a publish is spread over the dispatch pool.
     pub(crate) dispatch_threshold: usize,
+    /// Default settings of each subscriber.
+    pub(crate) subscriber: SubscriberConfig,
+    /// Bound on one whole publish, if any.
+    pub(crate) publish_timeout: Option<Duration>,
+}
+
+/// The settings of one subscriber: the broker's defaults, overridden by [`SubscribeOptions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SubscriberConfig {
+    /// Queue bound; 0 makes the queue a rendezvous channel.
+    pub(crate) capacity: usize,
+    /// Policy for a full queue.
+    pub(crate) overflow: Overflow,
+    /// Consecutive misses after which the subscriber is evicted; `None` never evicts.
+    pub(crate) evict_after: Option<NonZeroU32>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            capacity: DEFAULT_CAPACITY,
-            overflow: Overflow::default(),
             workers: num_cpus::get(),
             dispatch_threshold: DEFAULT_DISPATCH_THRESHOLD,
+            subscriber: SubscriberConfig {
+                capacity: DEFAULT_CAPACITY,
+                overflow: Overflow::default(),
+                evict_after: None,
+            },
+            publish_timeout: None,
         }
     }
 }
 
-impl Config {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.capacity > MAX_CAPACITY {
-            return Err(ConfigError::CapacityTooLarge {
-                capacity: self.capacity,
-            });
-        }
-        Ok(())
+/// Checks a capacity asked for by a builder or by subscribe options.
+fn check_capacity(capacity: usize) -> Result<usize, ConfigError> {
+    if capacity > MAX_CAPACITY {
+        return Err(ConfigError::CapacityTooLarge { capacity });
     }
+    Ok(capacity)
+}
+
+/// Turns an `evict_after(k)` argument into the stored form.
+fn check_evict_after(misses: u32) -> Result<NonZeroU32, ConfigError> {
+    NonZeroU32::new(misses).ok_or(ConfigError::EvictAfterZero)
 }
 
 /// Builds a [`Broker`] with non-default settings. Made by [`Broker::builder`].
@@ -117,6 +141,8 @@ impl Config {
 pub struct BrokerBuilder<T> {
     /// The settings gathered so far.
     config: Config,
+    /// The first invalid setting given, reported by `build`/`try_build`.
+    invalid: Option<ConfigError>,
     /// The message type of the broker being built; `fn() -> T` keeps the builder `Send + Sync`
     /// whatever `T` is.
     marker: PhantomData<fn() -> T>,
@@ -125,8 +151,10 @@ pub struct BrokerBuilder<T> {
 impl<T> fmt::Debug for BrokerBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BrokerBuilder")
-            .field("capacity", &self.config.capacity)
-            .field("overflow", &self.config.overflow)
+            .field("capacity", &self.config.subscriber.capacity)
+            .field("overflow", &self.config.subscriber.overflow)
+            .field("evict_after", &self.config.subscriber.evict_after)
+            .field("publish_timeout", &self.config.publish_timeout)
             .field("workers", &self.config.workers)
             .field("dispatch_threshold", &self.config.dispatch_threshold)
             .finish()
@@ -137,6 +165,7 @@ impl<T: Clone + Send + 'static> BrokerBuilder<T> {
     pub(crate) fn new() -> Self {
         BrokerBuilder {
             config: Config::default(),
+            invalid: None,
             marker: PhantomData,
         }
     }
@@ -147,7 +176,7 @@ impl<T: Clone + Send + 'static> BrokerBuilder<T> {
     /// waiting in `recv` at that moment (or becomes so while the publish waits, per
     /// [`Overflow`]).
     pub fn capacity(mut self, capacity: usize) -> Self {
-        self.config.capacity = capacity;
+        self.config.subscriber.capacity = capacity;
         self
     }
 
@@ -160,7 +189,35 @@ impl<T: Clone + Send + 'static> BrokerBuilder<T> {
     /// Sets what a publish does when a subscriber's queue is full (default
     /// `Overflow::Timeout(5 ms)`).
     pub fn overflow(mut self, overflow: Overflow) -> Self {
-        self.config.overflow = overflow;
+        self.config.subscriber.overflow = overflow;
+        self
+    }
+
+    /// Evicts a subscriber once it has missed `misses` messages in a row (default: never).
+    ///
+    /// A *miss* is a publish that leaves the subscriber without a message: its queue stayed
+    /// full past the [`Overflow`] policy, or (with [`Overflow::DropOldest`]) an older message
+    /// had to be discarded. Any publish that reaches the subscriber without loss resets the
+    /// count. An evicted subscriber is removed from the broker at once, so later publishes
+    /// pay nothing for it; it still receives what is queued, then
+    /// [`RecvError::Evicted`](crate::RecvError::Evicted).
+    ///
+    /// `0` is invalid ([`ConfigError::EvictAfterZero`]); subscriptions can opt out with
+    /// [`SubscribeOptions::never_evict`].
+    pub fn evict_after(mut self, misses: u32) -> Self {
+        match check_evict_after(misses) {
+            Ok(k) => self.config.subscriber.evict_after = Some(k),
+            Err(err) => self.invalid = self.invalid.or(Some(err)),
+        }
+        self
+    }
+
+    /// Bounds one whole publish: each send waits at most until the earlier of its own
+    /// deadline and `publish start + timeout` (default: no bound). Applies to
+    /// [`Overflow::Block`] too, so a publish to many stalled subscribers cannot take
+    /// subscribers × timeout, nor forever. Sends cut short are counted as dropped.
+    pub fn publish_timeout(mut self, timeout: Duration) -> Self {
+        self.config.publish_timeout = Some(timeout);
         self
     }
 
@@ -187,8 +244,9 @@ impl<T: Clone + Send + 'static> BrokerBuilder<T> {
     ///
     /// # Panics
     ///
-    /// Panics if the configuration is invalid (a capacity above [`MAX_CAPACITY`]). Use
-    /// [`try_build`](Self::try_build) when the settings come from user input.
+    /// Panics if the configuration is invalid (a capacity above [`MAX_CAPACITY`], or
+    /// `evict_after(0)`). Use [`try_build`](Self::try_build) when the settings come from user
+    /// input.
     #[track_caller]
     #[must_use]
     pub fn build(self) -> Broker<T> {
@@ -202,7 +260,8 @@ impl<T: Clone + Send + 'static> BrokerBuilder<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] if the capacity is above [`MAX_CAPACITY`].
+    /// [`Error::InvalidConfig`] if the capacity is above [`MAX_CAPACITY`] or `evict_after` was
+    /// given 0.
     ///
     /// # Examples
     ///
@@ -216,7 +275,91 @@ impl<T: Clone + Send + 'static> BrokerBuilder<T> {
     /// );
     /// ```
     pub fn try_build(self) -> Result<Broker<T>, Error> {
-        self.config.validate()?;
+        if let Some(err) = self.invalid {
+            return Err(err.into());
+        }
+        check_capacity(self.config.subscriber.capacity)?;
         Ok(Broker::with_config(self.config))
+    }
+}
+
+/// Settings for one subscription, overriding the broker's defaults. Passed to
+/// [`Broker::subscribe_with`].
+///
+/// # Examples
+///
+/// ```
+/// use syncmq::{Broker, Overflow, SubscribeOptions};
+///
+/// let broker = Broker::<u64>::builder().overflow(Overflow::Block).build();
+/// // The audit log may hold up publishers; the dashboard only wants fresh data.
+/// let audit = broker.subscribe("orders")?;
+/// let dashboard = broker.subscribe_with(
+///     "orders",
+///     SubscribeOptions::default().capacity(1).overflow(Overflow::DropOldest),
+/// )?;
+/// for n in 1..=3 {
+///     broker.publish("orders", n)?;
+/// }
+/// assert_eq!(audit.try_iter().collect::<Vec<_>>(), [1, 2, 3]);
+/// assert_eq!(dashboard.try_recv(), Ok(3));
+/// assert_eq!(dashboard.dropped(), 2);
+/// # Ok::<(), syncmq::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use = "options do nothing until passed to `subscribe_with`"]
+pub struct SubscribeOptions {
+    /// Queue bound, if overridden.
+    capacity: Option<usize>,
+    /// Full-queue policy, if overridden.
+    overflow: Option<Overflow>,
+    /// Eviction threshold, if overridden: `Some(None)` turns eviction off, `Some(Some(0))`
+    /// is the invalid `evict_after(0)`, reported by `subscribe_with`.
+    evict_after: Option<Option<u32>>,
+}
+
+impl SubscribeOptions {
+    /// Sets this subscription's queue bound (0 = rendezvous).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// Sets this subscription's full-queue policy.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = Some(overflow);
+        self
+    }
+
+    /// Shorthand for `.overflow(Overflow::Timeout(timeout))`.
+    pub fn send_timeout(self, timeout: Duration) -> Self {
+        self.overflow(Overflow::Timeout(timeout))
+    }
+
+    /// Evicts this subscription after `misses` consecutive misses (see
+    /// [`BrokerBuilder::evict_after`]). `0` is invalid.
+    pub fn evict_after(mut self, misses: u32) -> Self {
+        self.evict_after = Some(Some(misses));
+        self
+    }
+
+    /// Never evicts this subscription, whatever the broker's default.
+    pub fn never_evict(mut self) -> Self {
+        self.evict_after = Some(None);
+        self
+    }
+
+    /// Applies these options over the broker's defaults.
+    pub(crate) fn resolve(self, defaults: SubscriberConfig) -> Result<SubscriberConfig, Error> {
+        let evict_after = match self.evict_after {
+            None => defaults.evict_after,
+            Some(None) => None,
+            Some(Some(misses)) => Some(check_evict_after(misses)?),
+        };
+        Ok(SubscriberConfig {
+            capacity: check_capacity(self.capacity.unwrap_or(defaults.capacity))?,
+            overflow: self.overflow.unwrap_or(defaults.overflow),
+            evict_after,
+        })
     }
 }

@@ -17,13 +17,15 @@
 use std::any::Any;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
 use parking_lot::Mutex;
 
-use crate::delivery::{Outcome, deliver};
-use crate::registry::SubscriberList;
+use crate::delivery::{Context, Outcome, deliver};
+use crate::registry::Route;
 
 /// What a finished stripe reports: its outcome, or the panic of a user `Clone` impl.
 type StripeResult = Result<Outcome, Box<dyn Any + Send>>;
@@ -31,11 +33,13 @@ type StripeResult = Result<Outcome, Box<dyn Any + Send>>;
 /// One stripe of one publish.
 pub(crate) struct Job<T> {
     /// The publish's snapshot of the topic's subscribers.
-    subscribers: SubscriberList<T>,
-    /// The part of `subscribers` this job delivers to.
+    route: Arc<Route<T>>,
+    /// The part of `route.subscribers` this job delivers to.
     stripe: Range<usize>,
     /// This stripe's copy of the message.
     msg: T,
+    /// The publish's overall deadline, if any.
+    deadline: Option<Instant>,
     /// Where the outcome goes; the publish waits on the other end.
     done: Sender<StripeResult>,
 }
@@ -43,20 +47,22 @@ pub(crate) struct Job<T> {
 impl<T: Clone> Job<T> {
     fn run(self, closing: &Receiver<()>) {
         let Job {
-            subscribers,
+            route,
             stripe,
             msg,
+            deadline,
             done,
         } = self;
+        let context = Context { closing, deadline };
         // A panic here can only come from the user's `Clone` impl. Catch it so the dispatch
         // thread survives, and hand it to the publishing thread, which resumes it: the user
         // sees the panic where it would have happened without the pool.
         let result = panic::catch_unwind(AssertUnwindSafe(|| {
-            deliver(&subscribers[stripe], msg, closing)
+            deliver(&route.subscribers[stripe], msg, context)
         }));
         // Drop our hold on the subscribers *before* reporting, so that when `publish` returns
         // no snapshot of ours keeps a closed subscriber's queue connected.
-        drop(subscribers);
+        drop(route);
         // The publish waits until every stripe reports, so the receiver is alive; ignore the
         // error anyway rather than panic on a dispatch thread.
         let _ = done.send(result);
@@ -146,23 +152,26 @@ impl<T: Clone + Send + 'static> Pool<T> {
             })
     }
 
-    /// Delivers `msg` to `subscribers`, split into `stripes` stripes, the first on this thread.
+    /// Delivers `msg` to `route`'s subscribers, split into `stripes` stripes, the first on
+    /// this thread.
     pub(crate) fn deliver_striped(
         &self,
         lease: Lease<T>,
-        subscribers: &SubscriberList<T>,
+        route: &Arc<Route<T>>,
         stripes: usize,
         msg: T,
+        deadline: Option<Instant>,
     ) -> Outcome {
-        let len = subscribers.len();
+        let len = route.subscribers.len();
         let stripes = stripes.clamp(1, len.max(1));
         let bounds = |k: usize| k * len / stripes;
         let (done, results) = crossbeam_channel::bounded(stripes);
         for k in 1..stripes {
             let job = Job {
-                subscribers: subscribers.clone(),
+                route: route.clone(),
                 stripe: bounds(k)..bounds(k + 1),
                 msg: msg.clone(),
+                deadline,
                 done: done.clone(),
             };
             // Cannot fail: `self.job_queue` keeps the queue connected.
@@ -171,7 +180,11 @@ impl<T: Clone + Send + 'static> Pool<T> {
         drop(done);
         drop(lease);
 
-        let mut outcome = deliver(&subscribers[..bounds(1)], msg, &self.closing);
+        let context = Context {
+            closing: &self.closing,
+            deadline,
+        };
+        let mut outcome = deliver(&route.subscribers[..bounds(1)], msg, context);
         let mut pending = stripes - 1;
         let mut panicked = None;
         while pending > 0 {

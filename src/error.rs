@@ -154,6 +154,10 @@ pub enum ConfigError {
         /// The capacity asked for.
         capacity: usize,
     },
+    /// `evict_after(0)`: a subscriber cannot be evicted before it misses anything. Use
+    /// [`SubscribeOptions::never_evict`](crate::SubscribeOptions::never_evict) to turn
+    /// eviction off.
+    EvictAfterZero,
 }
 
 impl fmt::Display for ConfigError {
@@ -164,6 +168,7 @@ impl fmt::Display for ConfigError {
                 "capacity {capacity} is above the limit of {}",
                 crate::MAX_CAPACITY
             ),
+            ConfigError::EvictAfterZero => "evict_after must be at least 1".fmt(f),
         }
     }
 }
@@ -171,7 +176,7 @@ impl fmt::Display for ConfigError {
 impl error::Error for ConfigError {}
 
 /// The error returned by [`Subscription::recv`](crate::Subscription::recv): the subscription
-/// has ended and its queue is empty.
+/// has ended and its queue is empty. The variant says why it ended.
 ///
 /// Every message queued before the end is still received first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +184,9 @@ impl error::Error for ConfigError {}
 pub enum RecvError {
     /// The broker was closed.
     Closed,
+    /// The broker evicted this subscriber because it missed too many messages in a row (see
+    /// [`BrokerBuilder::evict_after`](crate::BrokerBuilder::evict_after)).
+    Evicted,
 }
 
 /// The error returned by [`Subscription::try_recv`](crate::Subscription::try_recv).
@@ -189,6 +197,8 @@ pub enum TryRecvError {
     Empty,
     /// The broker was closed and the queue is empty.
     Closed,
+    /// The subscriber was evicted and the queue is empty.
+    Evicted,
 }
 
 /// The error returned by [`Subscription::recv_timeout`](crate::Subscription::recv_timeout) and
@@ -200,6 +210,8 @@ pub enum RecvTimeoutError {
     Timeout,
     /// The broker was closed and the queue is empty.
     Closed,
+    /// The subscriber was evicted and the queue is empty.
+    Evicted,
 }
 
 impl TryRecvError {
@@ -211,6 +223,11 @@ impl TryRecvError {
     /// Returns `true` if the subscription has ended because the broker closed.
     pub fn is_closed(&self) -> bool {
         matches!(self, TryRecvError::Closed)
+    }
+
+    /// Returns `true` if the subscription has ended because it was evicted.
+    pub fn is_evicted(&self) -> bool {
+        matches!(self, TryRecvError::Evicted)
     }
 }
 
@@ -224,12 +241,18 @@ impl RecvTimeoutError {
     pub fn is_closed(&self) -> bool {
         matches!(self, RecvTimeoutError::Closed)
     }
+
+    /// Returns `true` if the subscription has ended because it was evicted.
+    pub fn is_evicted(&self) -> bool {
+        matches!(self, RecvTimeoutError::Evicted)
+    }
 }
 
 impl From<RecvError> for TryRecvError {
     fn from(err: RecvError) -> Self {
         match err {
             RecvError::Closed => TryRecvError::Closed,
+            RecvError::Evicted => TryRecvError::Evicted,
         }
     }
 }
@@ -238,6 +261,7 @@ impl From<RecvError> for RecvTimeoutError {
     fn from(err: RecvError) -> Self {
         match err {
             RecvError::Closed => RecvTimeoutError::Closed,
+            RecvError::Evicted => RecvTimeoutError::Evicted,
         }
     }
 }
@@ -246,6 +270,7 @@ impl fmt::Display for RecvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RecvError::Closed => "receiving on a subscription whose broker is closed".fmt(f),
+            RecvError::Evicted => "receiving on a subscription that was evicted".fmt(f),
         }
     }
 }
@@ -255,6 +280,7 @@ impl fmt::Display for TryRecvError {
         match self {
             TryRecvError::Empty => "receiving on an empty subscription".fmt(f),
             TryRecvError::Closed => RecvError::Closed.fmt(f),
+            TryRecvError::Evicted => RecvError::Evicted.fmt(f),
         }
     }
 }
@@ -264,6 +290,7 @@ impl fmt::Display for RecvTimeoutError {
         match self {
             RecvTimeoutError::Timeout => "timed out waiting on a subscription".fmt(f),
             RecvTimeoutError::Closed => RecvError::Closed.fmt(f),
+            RecvTimeoutError::Evicted => RecvError::Evicted.fmt(f),
         }
     }
 }

@@ -134,14 +134,16 @@ mod delivery;
 mod dispatch;
 mod error;
 mod registry;
+mod stats;
 mod subscription;
 mod topic;
 
-pub use crate::broker::{Broker, BrokerStats, PublishReport};
+pub use crate::broker::Broker;
 pub use crate::config::{
     BrokerBuilder, DEFAULT_CAPACITY, DEFAULT_DISPATCH_THRESHOLD, DEFAULT_SEND_TIMEOUT,
-    MAX_CAPACITY, Overflow,
+    MAX_CAPACITY, Overflow, SubscribeOptions,
 };
 pub use crate::error::{ConfigError, Error, RecvError, RecvTimeoutError, TopicError, TryRecvError};
-pub use crate::subscription::{IntoIter, Iter, Subscription, TryIter};
+pub use crate::stats::{BrokerStats, PublishReport, SubscriptionStats, TopicStats};
+pub use crate::subscription::{IntoIter, Iter, Subscription, SubscriptionStatus, TryIter};
 pub use crate::topic::{MAX_TOPIC_LEN, validate_topic};

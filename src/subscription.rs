@@ -3,13 +3,15 @@
 use std::fmt;
 use std::iter::FusedIterator;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
 use crate::broker::Shared;
 use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
-use crate::registry::SubscriberState;
+use crate::registry::{Lifecycle, SubscriberState};
+use crate::stats::SubscriptionStats;
 
 /// A subscription to one topic: a bounded queue the broker fills with the topic's messages.
 ///
@@ -41,20 +43,23 @@ use crate::registry::SubscriberState;
 pub struct Subscription<T> {
     /// The broker, to unsubscribe from and to learn why the queue disconnected.
     shared: Arc<Shared<T>>,
-    /// The topic subscribed to.
-    topic: Box<str>,
+    /// The topic subscribed to; also the registry key.
+    topic: Arc<str>,
     /// This subscriber's id in the registry.
     id: u64,
     /// The receiving side of the subscriber's queue.
     receiver: Receiver<T>,
     /// State shared with the broker's half of the subscriber.
     state: Arc<SubscriberState>,
+    /// The value of `state.dropped` when [`take_missed`](Subscription::take_missed) last ran.
+    /// Only the subscription touches it; atomic so that `Subscription` stays `Sync`.
+    missed_seen: AtomicU64,
 }
 
 impl<T> Subscription<T> {
     pub(crate) fn new(
         shared: Arc<Shared<T>>,
-        topic: Box<str>,
+        topic: Arc<str>,
         id: u64,
         receiver: Receiver<T>,
         state: Arc<SubscriberState>,
@@ -65,24 +70,35 @@ impl<T> Subscription<T> {
             id,
             receiver,
             state,
+            missed_seen: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a message taken out by a receive method.
+    fn received(&self, msg: T) -> T {
+        self.state.received.fetch_add(1, Ordering::Relaxed);
+        msg
     }
 
     /// Blocks until a message arrives or the subscription ends.
     ///
     /// # Errors
     ///
-    /// [`RecvError::Closed`] once the broker is closed and the queue is empty.
+    /// Once the subscription has ended and its queue is empty: [`RecvError::Closed`] if the
+    /// broker closed, [`RecvError::Evicted`] if it evicted this subscriber.
     pub fn recv(&self) -> Result<T, RecvError> {
-        self.receiver.recv().map_err(|_| self.end_reason())
+        match self.receiver.recv() {
+            Ok(msg) => Ok(self.received(msg)),
+            Err(_) => Err(self.end_reason()),
+        }
     }
 
     /// Returns a queued message, if any, without blocking.
     ///
     /// # Errors
     ///
-    /// [`TryRecvError::Empty`] if the queue is empty; [`TryRecvError::Closed`] if it is empty
-    /// and the broker is closed.
+    /// [`TryRecvError::Empty`] if the queue is empty; [`TryRecvError::Closed`] or
+    /// [`TryRecvError::Evicted`] if it is empty and the subscription has ended.
     ///
     /// # Examples
     ///
@@ -97,18 +113,19 @@ impl<T> Subscription<T> {
     /// # Ok::<(), syncmq::Error>(())
     /// ```
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.receiver.try_recv().map_err(|err| match err {
-            crossbeam_channel::TryRecvError::Empty => TryRecvError::Empty,
-            crossbeam_channel::TryRecvError::Disconnected => self.end_reason().into(),
-        })
+        match self.receiver.try_recv() {
+            Ok(msg) => Ok(self.received(msg)),
+            Err(crossbeam_channel::TryRecvError::Empty) => Err(TryRecvError::Empty),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Err(self.end_reason().into()),
+        }
     }
 
     /// Waits at most `timeout` for a message.
     ///
     /// # Errors
     ///
-    /// [`RecvTimeoutError::Timeout`] if none arrived in time; [`RecvTimeoutError::Closed`] if
-    /// the broker is closed and the queue is empty.
+    /// [`RecvTimeoutError::Timeout`] if none arrived in time; [`RecvTimeoutError::Closed`] or
+    /// [`RecvTimeoutError::Evicted`] if the queue is empty and the subscription has ended.
     ///
     /// # Examples
     ///
@@ -123,9 +140,7 @@ impl<T> Subscription<T> {
     /// # Ok::<(), syncmq::Error>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.receiver
-            .recv_timeout(timeout)
-            .map_err(|err| self.timeout_error(err))
+        self.recv_deadline_inner(Instant::now().checked_add(timeout))
     }
 
     /// Waits until `deadline` at most for a message.
@@ -134,9 +149,23 @@ impl<T> Subscription<T> {
     ///
     /// As [`recv_timeout`](Self::recv_timeout).
     pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
-        self.receiver
-            .recv_deadline(deadline)
-            .map_err(|err| self.timeout_error(err))
+        self.recv_deadline_inner(Some(deadline))
+    }
+
+    /// `None` waits without a deadline (a timeout too large to add to now).
+    fn recv_deadline_inner(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let result = match deadline {
+            Some(deadline) => self.receiver.recv_deadline(deadline),
+            None => self
+                .receiver
+                .recv()
+                .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+        };
+        match result {
+            Ok(msg) => Ok(self.received(msg)),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(self.end_reason().into()),
+        }
     }
 
     /// A blocking iterator over messages; it ends when the subscription ends.
@@ -155,10 +184,57 @@ impl<T> Subscription<T> {
     }
 
     /// The number of messages published to this subscription's topic while it was subscribed
-    /// that it did not get because its queue was full (or the broker closed during the
-    /// publish). Only grows.
+    /// that it missed: its queue was full past its [`Overflow`](crate::Overflow) policy, the
+    /// broker closed during the publish, or `DropOldest` discarded them to make room. Only
+    /// grows.
     pub fn dropped(&self) -> u64 {
         self.state.dropped()
+    }
+
+    /// The number of messages missed since the last call (or since subscribing): a gap
+    /// detector, like tokio's `RecvError::Lagged(n)`, that never interrupts receiving.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncmq::{Broker, Overflow, SubscribeOptions};
+    ///
+    /// let broker = Broker::new();
+    /// let sub = broker.subscribe_with("ticks", SubscribeOptions::default().capacity(2).overflow(Overflow::DropOldest))?;
+    /// for n in 0..5 {
+    ///     broker.publish("ticks", n)?;
+    /// }
+    /// assert_eq!(sub.take_missed(), 3); // 0, 1 and 2 were pushed out
+    /// assert_eq!(sub.try_iter().collect::<Vec<_>>(), [3, 4]);
+    /// assert_eq!(sub.take_missed(), 0);
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn take_missed(&self) -> u64 {
+        let dropped = self.state.dropped();
+        // `dropped` only grows, so whichever concurrent caller swaps in the larger value,
+        // the differences handed out add up to the total.
+        let seen = self.missed_seen.fetch_max(dropped, Ordering::Relaxed);
+        dropped.saturating_sub(seen)
+    }
+
+    /// Whether this subscription is still receiving new messages, and if not, why.
+    ///
+    /// Even after it ended, what was queued can still be received.
+    pub fn status(&self) -> SubscriptionStatus {
+        match self.state.lifecycle() {
+            Lifecycle::Evicted => SubscriptionStatus::Evicted,
+            _ if self.shared.is_closed() => SubscriptionStatus::Closed,
+            _ => SubscriptionStatus::Active,
+        }
+    }
+
+    /// This subscription's counters. No allocation: cheap enough to call after every receive.
+    pub fn stats(&self) -> SubscriptionStats {
+        SubscriptionStats {
+            received: self.state.received.load(Ordering::Relaxed),
+            dropped: self.state.dropped(),
+            queued: self.receiver.len(),
+        }
     }
 
     /// The number of messages queued now.
@@ -234,22 +310,31 @@ impl<T> Subscription<T> {
         // Remove from the registry first, so no new publish routes to us; then shut the gate,
         // which waits for sends in progress and makes later ones count as dropped.
         self.shared.unsubscribe(&self.topic, self.id);
-        self.state.shut();
+        self.state.shut(Lifecycle::Unsubscribed);
     }
 
     /// Why the queue disconnected. Only called after the receiver reported disconnection,
-    /// which happens only once the broker removed this subscriber (a subscription still
-    /// owned by the user is removed only by `close`).
+    /// which happens only once the broker removed this subscriber: by eviction or by `close`
+    /// (a subscription that left by itself can no longer receive).
     fn end_reason(&self) -> RecvError {
-        RecvError::Closed
-    }
-
-    fn timeout_error(&self, err: crossbeam_channel::RecvTimeoutError) -> RecvTimeoutError {
-        match err {
-            crossbeam_channel::RecvTimeoutError::Timeout => RecvTimeoutError::Timeout,
-            crossbeam_channel::RecvTimeoutError::Disconnected => self.end_reason().into(),
+        match self.state.lifecycle() {
+            Lifecycle::Evicted => RecvError::Evicted,
+            _ => RecvError::Closed,
         }
     }
+}
+
+/// Whether a [`Subscription`] still receives new messages. From [`Subscription::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubscriptionStatus {
+    /// Subscribed: new messages arrive.
+    Active,
+    /// The broker is closed: no new messages; what is queued can still be received.
+    Closed,
+    /// The broker evicted this subscriber for missing too many messages in a row: no new
+    /// messages; what is queued can still be received.
+    Evicted,
 }
 
 impl<T> Drop for Subscription<T> {
