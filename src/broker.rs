@@ -29,10 +29,11 @@ use crate::config::{BrokerBuilder, Config, SubscribeOptions, SubscriberConfig};
 use crate::delivery::{Context, Outcome, deliver};
 use crate::dispatch::Pool;
 use crate::error::Error;
-use crate::registry::{Registry, Route, Subscriber, SubscriberState};
+use crate::registry::{Registry, Retired, Route};
 use crate::stats::{BrokerStats, Counters, PublishReport, TopicStats};
+use crate::subscriber::{Subscriber, SubscriberState};
 use crate::subscription::Subscription;
-use crate::topic::validate_topic;
+use crate::topic::{validate_pattern, validate_topic};
 
 /// A topic-based publish/subscribe broker.
 ///
@@ -122,17 +123,24 @@ impl<T: Clone + Send + 'static> Broker<T> {
         }
     }
 
-    /// Subscribes to `topic`.
+    /// Subscribes to every topic matching `pattern`.
     ///
-    /// The subscription receives every message published to `topic` from now until it is
-    /// dropped or [unsubscribed](Subscription::unsubscribe), except those its queue had no room
-    /// for (see [`Overflow`](crate::Overflow)), which it can count with
-    /// [`Subscription::dropped`].
+    /// `pattern` is a topic, or a pattern with wildcard tokens: `*` matches exactly one token
+    /// and `>` (last token only) matches one or more trailing tokens, as in NATS. So
+    /// `orders.*` matches `orders.new` but neither `orders` nor `orders.new.eu`, and `orders.>`
+    /// matches both of the longer ones but not `orders`.
+    ///
+    /// The subscription receives every message published to a matching topic from now until
+    /// it is dropped or [unsubscribed](Subscription::unsubscribe), except those its queue had
+    /// no room for (see [`Overflow`](crate::Overflow)), which it can count with
+    /// [`Subscription::dropped`]. Two subscriptions whose patterns overlap each get their own
+    /// copy.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidTopic`] if `topic` is not a valid topic (see
-    /// [`validate_topic`](crate::validate_topic)); [`Error::Closed`] if the broker is closed.
+    /// [`Error::InvalidTopic`] if `pattern` is not a valid pattern (see
+    /// [`validate_pattern`](crate::validate_pattern)); [`Error::Closed`] if the broker is
+    /// closed.
     ///
     /// # Examples
     ///
@@ -140,17 +148,19 @@ impl<T: Clone + Send + 'static> Broker<T> {
     /// use syncmq::Broker;
     ///
     /// let broker = Broker::new();
-    /// let sub = broker.subscribe("orders.created")?;
+    /// let created = broker.subscribe("orders.created")?;
+    /// let all_orders = broker.subscribe("orders.>")?;
     /// broker.publish("orders.created", 42)?;
-    /// broker.publish("orders.cancelled", 7)?; // another topic: not received
-    /// assert_eq!(sub.try_iter().collect::<Vec<_>>(), [42]);
+    /// broker.publish("orders.cancelled.eu", 7)?;
+    /// assert_eq!(created.try_iter().collect::<Vec<_>>(), [42]);
+    /// assert_eq!(all_orders.try_iter().collect::<Vec<_>>(), [42, 7]);
     /// # Ok::<(), syncmq::Error>(())
     /// ```
-    pub fn subscribe(&self, topic: &str) -> Result<Subscription<T>, Error> {
-        self.subscribe_with(topic, SubscribeOptions::default())
+    pub fn subscribe(&self, pattern: &str) -> Result<Subscription<T>, Error> {
+        self.subscribe_with(pattern, SubscribeOptions::default())
     }
 
-    /// Subscribes to `topic` with settings of its own, overriding the broker's defaults for
+    /// Subscribes to `pattern` with settings of its own, overriding the broker's defaults for
     /// this subscriber only: its queue's capacity, its [`Overflow`](crate::Overflow) policy,
     /// its eviction threshold.
     ///
@@ -175,19 +185,92 @@ impl<T: Clone + Send + 'static> Broker<T> {
     /// ```
     pub fn subscribe_with(
         &self,
-        topic: &str,
+        pattern: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription<T>, Error> {
+        self.join(pattern, None, options)
+    }
+
+    /// Joins queue group `group` on `pattern`: each message matching the pattern goes to
+    /// exactly one member of the group (and, independently, to every plain subscriber and to
+    /// one member of every other group).
+    ///
+    /// A member with room in its queue is preferred, round-robin among those, so members that
+    /// consume at the same speed share the load evenly. If every member is full, the overflow
+    /// policy of the member whose turn it was applies. A member that leaves (dropped,
+    /// unsubscribed or evicted) keeps what is already in its queue
+    /// ([`unsubscribe`](Subscription::unsubscribe) returns it) and never stalls the group.
+    ///
+    /// Groups are per pattern: `workers` on `jobs.>` and `workers` on `jobs.*` are two groups.
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Self::subscribe); also [`Error::InvalidTopic`] if `group` is empty or
+    /// longer than [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN) bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncmq::Broker;
+    ///
+    /// let broker = Broker::new();
+    /// let worker_a = broker.subscribe_group("jobs.>", "workers")?;
+    /// let worker_b = broker.subscribe_group("jobs.>", "workers")?;
+    /// let auditor = broker.subscribe("jobs.>")?;
+    /// for job in 0..4 {
+    ///     let report = broker.publish("jobs.resize", job)?;
+    ///     assert_eq!((report.delivered, report.groups), (2, 1)); // auditor + one worker
+    /// }
+    /// assert_eq!(worker_a.len() + worker_b.len(), 4);
+    /// assert_eq!((worker_a.len(), worker_b.len()), (2, 2));
+    /// assert_eq!(auditor.len(), 4);
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn subscribe_group(&self, pattern: &str, group: &str) -> Result<Subscription<T>, Error> {
+        self.subscribe_group_with(pattern, group, SubscribeOptions::default())
+    }
+
+    /// [`subscribe_group`](Self::subscribe_group) with settings of this member's own.
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe_group`](Self::subscribe_group) and [`subscribe_with`](Self::subscribe_with).
+    pub fn subscribe_group_with(
+        &self,
+        pattern: &str,
+        group: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription<T>, Error> {
+        if group.is_empty() || group.len() > crate::MAX_TOPIC_LEN {
+            return Err(Error::InvalidTopic {
+                topic: group.to_owned(),
+                reason: if group.is_empty() {
+                    crate::TopicError::Empty
+                } else {
+                    crate::TopicError::TooLong { len: group.len() }
+                },
+            });
+        }
+        self.join(pattern, Some(group), options)
+    }
+
+    fn join(
+        &self,
+        pattern: &str,
+        group: Option<&str>,
         options: SubscribeOptions,
     ) -> Result<Subscription<T>, Error> {
         let shared = &self.handle.shared;
-        validate_topic(topic).map_err(|reason| Error::InvalidTopic {
-            topic: topic.to_owned(),
+        validate_pattern(pattern).map_err(|reason| Error::InvalidTopic {
+            topic: pattern.to_owned(),
             reason,
         })?;
         let config = options.resolve(shared.config.subscriber)?;
-        shared.add_subscriber(topic, config)
+        shared.add_subscriber(pattern, group.map(Arc::from), config)
     }
 
-    /// Publishes `msg` to every subscriber of `topic`, and reports how many got it.
+    /// Publishes `msg` to every subscription whose pattern matches `topic` (and to one member
+    /// of every matching queue group), and reports how many got it.
     ///
     /// Each subscriber gets its own clone (the last one gets `msg` itself). The call is
     /// synchronous: it returns once every send has completed or given up under the
@@ -204,7 +287,8 @@ impl<T: Clone + Send + 'static> Broker<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidTopic`] for an invalid topic, [`Error::Closed`] if the broker is closed.
+    /// [`Error::InvalidTopic`] for an invalid topic (wildcards included: they are for
+    /// subscriptions), [`Error::Closed`] if the broker is closed.
     /// Either way `msg` is dropped and nothing is sent. If the broker closes *during* the
     /// publish, it returns `Ok` with every send it could not finish counted as dropped.
     ///
@@ -242,7 +326,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
             if registry.closed {
                 return Err(Error::Closed);
             }
-            registry.get(topic).cloned()
+            registry.resolve(topic)
         };
         shared.totals.record_publish();
         let Some(route) = route else {
@@ -311,7 +395,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
         let shared = &self.handle.shared;
         let (topics, subscribers) = {
             let registry = shared.registry.read();
-            (registry.topic_count(), registry.subscriber_count())
+            (registry.key_count(), registry.subscriber_count())
         };
         let totals = shared.totals.topic_stats(subscribers);
         BrokerStats {
@@ -327,7 +411,8 @@ impl<T: Clone + Send + 'static> Broker<T> {
         }
     }
 
-    /// Returns the counters of `topic`, or `None` if it has no subscribers now.
+    /// Returns the counters of `topic` as a subscription key (a topic or a pattern, exactly as
+    /// subscribed), or `None` if it has no subscribers now.
     ///
     /// Cheap enough to call after every publish: one read lock, one lookup, no allocation.
     /// The counters start when the topic gets its first subscriber and are forgotten when its
@@ -351,11 +436,13 @@ impl<T: Clone + Send + 'static> Broker<T> {
     /// ```
     pub fn topic_stats(&self, topic: &str) -> Option<TopicStats> {
         let registry = self.handle.shared.registry.read();
-        let route = registry.get(topic)?;
-        Some(route.counters.topic_stats(route.subscribers.len()))
+        let route = registry.key(topic)?;
+        Some(route.key_counters().topic_stats(route.subscriber_count()))
     }
 
-    /// Returns the number of subscribers of `topic` right now.
+    /// Returns the number of subscriptions to `topic` right now, as a subscription key: a
+    /// topic or pattern exactly as subscribed, queue group members included. Subscriptions to
+    /// other patterns that match `topic` are not counted.
     ///
     /// # Note
     ///
@@ -366,30 +453,49 @@ impl<T: Clone + Send + 'static> Broker<T> {
             .shared
             .registry
             .read()
-            .get(topic)
-            .map_or(0, |route| route.subscribers.len())
+            .key(topic)
+            .map_or(0, |route| route.subscriber_count())
     }
 }
 
 impl<T: Clone + Send + 'static> Shared<T> {
-    /// Files a new subscriber under `topic` and returns its subscription.
+    /// Files a new subscriber under `key`, in `group` if any, and returns its subscription.
     fn add_subscriber(
         self: &Arc<Self>,
-        topic: &str,
+        key: &str,
+        group: Option<Arc<str>>,
         config: SubscriberConfig,
     ) -> Result<Subscription<T>, Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let key: Arc<str> = Arc::from(topic);
+        let key: Arc<str> = Arc::from(key);
         let state = Arc::new(SubscriberState::new());
-        let (subscriber, receiver) = Subscriber::new(id, key.clone(), config, state.clone());
-        {
+        // Allocate the queue before taking the lock.
+        let (sender, receiver) = crossbeam_channel::bounded(config.capacity);
+        let retired = {
             let mut registry = self.registry.write();
             if registry.closed {
                 return Err(Error::Closed);
             }
-            registry.insert(Arc::new(subscriber));
-        }
-        Ok(Subscription::new(self.clone(), key, id, receiver, state))
+            let counters = registry.counters_for(&key);
+            let subscriber = Subscriber::new(
+                id,
+                key.clone(),
+                counters,
+                config,
+                state.clone(),
+                (sender, &receiver),
+            );
+            registry.insert(Arc::new(subscriber), group.as_ref())
+        };
+        drop(retired);
+        Ok(Subscription::new(
+            self.clone(),
+            key,
+            group,
+            id,
+            receiver,
+            state,
+        ))
     }
 
     /// Delivers one message along a route, inline or over the pool, and does the
@@ -400,26 +506,28 @@ impl<T: Clone + Send + 'static> Shared<T> {
             .publish_timeout
             .and_then(|timeout| Instant::now().checked_add(timeout));
         let outcome = self.deliver_along(route, msg, deadline);
-        route.counters.record_publish();
-        route.counters.record_outcome(&outcome);
+        for counters in route.counters.iter() {
+            counters.record_publish();
+        }
         self.totals.record_outcome(&outcome);
         let mut evicted = 0;
         for (key, id) in &outcome.evicted {
             // The subscriber's gate is already shut; removing it from the registry is what
             // spares later publishes any cost for it.
-            if let Some(old_route) = self.registry.write().remove(key, *id) {
-                old_route.counters.record_evicted();
+            let retired = self.registry.write().remove(key, *id);
+            if let Some(route) = retired.as_ref().and_then(|r| r.route.as_ref()) {
+                route.key_counters().record_evicted();
                 self.totals.record_evicted();
                 evicted += 1;
-                // Dropped here, outside the lock.
-                drop(old_route);
             }
+            // `retired` is dropped here, outside the lock.
         }
         PublishReport {
             delivered: outcome.delivered,
             dropped: outcome.dropped,
             displaced: outcome.displaced,
             evicted,
+            groups: outcome.groups,
         }
     }
 
@@ -431,7 +539,7 @@ impl<T: Clone + Send + 'static> Shared<T> {
             deadline,
         };
         if workers == 0 || len < self.config.dispatch_threshold {
-            return deliver(&route.subscribers, msg, context);
+            return deliver(&route.subscribers, &route.groups, msg, context);
         }
         // Stripes of at least half a threshold each, one per dispatch thread plus one for the
         // publishing thread.
@@ -443,7 +551,7 @@ impl<T: Clone + Send + 'static> Shared<T> {
                 .deliver_striped(lease, route, stripes, msg, deadline),
             // The pool shut down after our snapshot was taken: deliver inline; the close
             // signal makes any wait end at once.
-            None => deliver(&route.subscribers, msg, context),
+            None => deliver(&route.subscribers, &route.groups, msg, context),
         }
     }
 }
@@ -455,10 +563,10 @@ impl<T> Shared<T> {
 
     /// Removes subscriber `id` from `topic`, if it is still there.
     pub(crate) fn unsubscribe(&self, topic: &str, id: u64) {
-        let old_list = self.registry.write().remove(topic, id);
+        let retired: Option<Retired<T>> = self.registry.write().remove(topic, id);
         // Dropped outside the lock: it may hold the queue's last sender, and dropping that
         // wakes the receiver.
-        drop(old_list);
+        drop(retired);
     }
 
     fn close(&self) {
@@ -508,7 +616,7 @@ impl<T> fmt::Debug for Broker<T> {
         let registry = shared.registry.read();
         f.debug_struct("Broker")
             .field("closed", &registry.closed)
-            .field("topics", &registry.topic_count())
+            .field("topics", &registry.key_count())
             .field("subscribers", &registry.subscriber_count())
             .field(
                 "published",

@@ -1,27 +1,34 @@
-//! Delivering one message to a list of subscribers, in two phases.
+//! Delivering one message to a list of subscribers and queue groups, in two phases.
 //!
-//! 1. **Offer.** Every subscriber is offered a clone of the message with `try_send`, in order.
-//!    A subscriber with room has the message as soon as the loop reaches it, however many
-//!    subscribers before it are full. `Drop` and `DropOldest` subscribers are settled here.
+//! 1. **Offer.** Every subscriber is offered a clone of the message with `try_send`, in order;
+//!    every queue group is offered one clone, which goes to the first member with room,
+//!    starting from the group's round-robin cursor. A subscriber with room has the message as
+//!    soon as the loop reaches it, however many subscribers before it are full. `Drop` and
+//!    `DropOldest` subscribers are settled here.
 //! 2. **Wait.** Only if some queues were full and their policy waits: all of them are waited on
 //!    *together* with one crossbeam [`Select`], along with the broker's close signal. Each
 //!    waiting send has its own deadline, computed once when phase 1 found its queue full
 //!    (`Instant::now() + timeout`, capped by the publish's own deadline if the broker has a
 //!    `publish_timeout`); there is no timer object, thread or channel per send. So a publish
-//!    to ten fast and five stalled subscribers costs about one timeout, not five.
+//!    to ten fast and five stalled subscribers costs about one timeout, not five. A group whose
+//!    members are all full waits like this on one member: the one whose turn it was.
 //!
 //! A message that is not delivered (policy `Drop`, deadline passed, broker closing, subscriber
 //! gone) is counted in the returned [`Outcome`] and, unless the subscriber is gone, in the
 //! subscriber's own `dropped` counter. `delivered + dropped` always equals the number of
-//! subscribers given.
+//! subscribers plus groups given.
 
+use std::ptr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select};
 
 use crate::config::Overflow;
-use crate::registry::{Attempt, Subscriber};
+use crate::registry::Group;
+use crate::stats::Counters;
+use crate::subscriber::{Attempt, Subscriber};
 
 /// What one publish carries into delivery besides the message.
 #[derive(Clone, Copy)]
@@ -32,15 +39,17 @@ pub(crate) struct Context<'a> {
     pub(crate) deadline: Option<Instant>,
 }
 
-/// What happened to one message over a list of subscribers.
+/// What happened to one message over a list of subscribers and groups.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
-    /// Subscribers whose queue received the message.
+    /// Subscribers and groups whose queue received the message.
     pub(crate) delivered: usize,
-    /// Subscribers that did not get it.
+    /// Subscribers and groups that did not get it.
     pub(crate) dropped: usize,
     /// Older messages discarded by `DropOldest` subscribers to make room for this one.
     pub(crate) displaced: usize,
+    /// Queue groups that received the message (also counted in `delivered`).
+    pub(crate) groups: usize,
     /// Subscribers this publish evicted, as `(key, id)`, for the publisher to remove from the
     /// registry. Allocates only when someone is evicted.
     pub(crate) evicted: Vec<(Arc<str>, u64)>,
@@ -51,28 +60,59 @@ impl Outcome {
         self.delivered += other.delivered;
         self.dropped += other.dropped;
         self.displaced += other.displaced;
+        self.groups += other.groups;
         self.evicted.extend(other.evicted);
     }
+}
 
-    /// Counts one undelivered message for `subscriber`, evicting it if that was one miss too
-    /// many.
-    fn drop_for<T>(&mut self, subscriber: &Subscriber<T>) {
-        self.dropped += 1;
-        if subscriber.record_drop() {
-            self.evict(subscriber);
-        }
+/// Delivers `msg` to every subscriber in `subscribers` and to one member of every group in
+/// `groups`, returning when each send has completed or given up.
+pub(crate) fn deliver<'a, T: Clone + 'a>(
+    subscribers: &'a [Arc<Subscriber<T>>],
+    groups: &'a [Arc<Group<T>>],
+    msg: T,
+    context: Context<'_>,
+) -> Outcome {
+    let mut run = Run {
+        outcome: Outcome::default(),
+        waiting: Vec::new(),
+        now: None,
+        context,
+        tally: Tally::default(),
+    };
+    // Every target gets a clone but the last, which gets `msg` itself.
+    let mut copies = Copies {
+        msg: Some(msg),
+        left: subscribers.len() + groups.len(),
+    };
+    for subscriber in subscribers {
+        let Some(msg) = copies.next() else { break };
+        run.offer(subscriber, msg);
     }
-
-    /// Counts a miss that is not a drop (a `DropOldest` discard).
-    fn miss<T>(&mut self, subscriber: &Subscriber<T>) {
-        if subscriber.record_miss() {
-            self.evict(subscriber);
-        }
+    for group in groups {
+        let Some(msg) = copies.next() else { break };
+        run.offer_group(group, msg);
     }
+    if !run.waiting.is_empty() {
+        run.wait_for_room_slow();
+    }
+    run.tally.flush();
+    run.outcome
+}
 
-    fn evict<T>(&mut self, subscriber: &Subscriber<T>) {
-        if subscriber.evict() {
-            self.evicted.push((subscriber.key.clone(), subscriber.id));
+/// Hands out one copy of the message per target: clones, then the original for the last.
+struct Copies<T> {
+    msg: Option<T>,
+    left: usize,
+}
+
+impl<T: Clone> Copies<T> {
+    fn next(&mut self) -> Option<T> {
+        self.left = self.left.checked_sub(1)?;
+        if self.left == 0 {
+            self.msg.take()
+        } else {
+            self.msg.clone()
         }
     }
 }
@@ -80,72 +120,234 @@ impl Outcome {
 /// A send that found its queue full and will be retried in phase 2.
 struct Waiting<'a, T> {
     subscriber: &'a Subscriber<T>,
+    /// Whether this send is a queue group's delivery.
+    for_group: bool,
     /// `None` once the send is settled (delivered or dropped).
     msg: Option<T>,
     /// `None` waits without a deadline (`Overflow::Block`, or a timeout too large to add).
     deadline: Option<Instant>,
 }
 
-/// Delivers `msg` to every subscriber in `subscribers`, returning when each send has completed
-/// or given up.
-pub(crate) fn deliver<'a, T: Clone + 'a>(
-    subscribers: &'a [Arc<Subscriber<T>>],
-    msg: T,
-    context: Context<'_>,
-) -> Outcome {
-    let mut outcome = Outcome::default();
-    // Allocates only if a queue is full and its policy waits.
-    let mut waiting: Vec<Waiting<'a, T>> = Vec::new();
-    // Taken at most once per call, and only when some queue is full.
-    let mut now: Option<Instant> = None;
+/// Per-key counters, added up locally and written once per run of subscribers sharing a key,
+/// so a fan-out to 1000 subscribers of one topic does three atomic adds, not 3000. Subscribers
+/// of one key are contiguous in every route, so runs are long.
+#[derive(Default)]
+struct Tally<'a> {
+    counters: Option<&'a Counters>,
+    delivered: u64,
+    dropped: u64,
+    displaced: u64,
+}
 
-    let Some((last, rest)) = subscribers.split_last() else {
-        return outcome;
-    };
-    let mut offer = |subscriber: &'a Subscriber<T>, msg: T| match subscriber.try_deliver(msg) {
-        Attempt::Delivered => {
-            subscriber.record_delivery();
-            outcome.delivered += 1;
+impl<'a> Tally<'a> {
+    fn switch_to(&mut self, counters: &'a Counters) {
+        if !self
+            .counters
+            .is_some_and(|current| ptr::eq(current, counters))
+        {
+            self.flush();
+            self.counters = Some(counters);
         }
-        Attempt::Gone => outcome.dropped += 1,
-        Attempt::Full(msg) => match subscriber.overflow {
+    }
+
+    fn flush(&mut self) {
+        let Some(counters) = self.counters else {
+            return;
+        };
+        for (counter, amount) in [
+            (&counters.delivered, &mut self.delivered),
+            (&counters.dropped, &mut self.dropped),
+            (&counters.displaced, &mut self.displaced),
+        ] {
+            if *amount > 0 {
+                // `Relaxed`: statistics, see `stats.rs`.
+                counter.fetch_add(std::mem::take(amount), Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The state of one `deliver` call.
+struct Run<'a, 'c, T> {
+    outcome: Outcome,
+    /// Sends left for phase 2. Allocates only if a queue is full and its policy waits.
+    waiting: Vec<Waiting<'a, T>>,
+    /// Taken at most once per call, and only when some queue is full.
+    now: Option<Instant>,
+    context: Context<'c>,
+    tally: Tally<'a>,
+}
+
+impl<'a, T: Clone> Run<'a, '_, T> {
+    fn offer(&mut self, subscriber: &'a Subscriber<T>, msg: T) {
+        match subscriber.try_deliver(msg) {
+            Attempt::Delivered => self.delivered(subscriber, false, 0),
+            Attempt::Gone(_) => self.gone(subscriber),
+            Attempt::Full(msg) => self.full(subscriber, msg, false),
+        }
+    }
+
+    /// Offers `msg` to the group's members from the cursor on; the first with room takes it.
+    fn offer_group(&mut self, group: &'a Group<T>, mut msg: T) {
+        let members = &group.members;
+        // `Relaxed`: the cursor only spreads load, any interleaving is fine.
+        let start = group.cursor.fetch_add(1, Ordering::Relaxed) % members.len().max(1);
+        for offset in 0..members.len() {
+            let member = &members[(start + offset) % members.len()];
+            match member.try_deliver(msg) {
+                Attempt::Delivered => return self.delivered(member, true, 0),
+                // Try the next member; a leaving member never costs the group its message.
+                Attempt::Full(back) | Attempt::Gone(back) => msg = back,
+            }
+        }
+        // Every member is full (or leaving): the policy of the member whose turn it was.
+        match members.get(start) {
+            Some(member) => self.full(member, msg, true),
+            None => self.outcome.dropped += 1,
+        }
+    }
+
+    /// Applies the subscriber's overflow policy to a message its full queue refused.
+    fn full(&mut self, subscriber: &'a Subscriber<T>, msg: T, for_group: bool) {
+        match subscriber.overflow {
             Overflow::DropOldest => {
                 let (attempt, displaced) = subscriber.displace_oldest(msg);
-                outcome.displaced += displaced;
                 match attempt {
-                    // A discard is a miss too, though this message got through.
-                    Attempt::Delivered if displaced > 0 => {
-                        outcome.delivered += 1;
-                        outcome.miss(subscriber);
-                    }
-                    Attempt::Delivered => {
-                        subscriber.record_delivery();
-                        outcome.delivered += 1;
-                    }
-                    Attempt::Gone => outcome.dropped += 1,
-                    Attempt::Full(_) => outcome.drop_for(subscriber),
+                    Attempt::Delivered => self.delivered(subscriber, for_group, displaced),
+                    Attempt::Gone(_) => self.gone(subscriber),
+                    Attempt::Full(_) => self.dropped(subscriber),
                 }
             }
             overflow if overflow.waits() => {
-                let start = *now.get_or_insert_with(Instant::now);
-                waiting.push(Waiting {
+                let start = *self.now.get_or_insert_with(Instant::now);
+                self.waiting.push(Waiting {
                     subscriber,
+                    for_group,
                     msg: Some(msg),
-                    deadline: deadline(overflow, start, context.deadline),
+                    deadline: deadline(overflow, start, self.context.deadline),
                 });
             }
-            _ => outcome.drop_for(subscriber),
-        },
-    };
-    for subscriber in rest {
-        offer(subscriber, msg.clone());
+            _ => self.dropped(subscriber),
+        }
     }
-    // The last subscriber gets the original: one clone fewer per publish.
-    offer(last, msg);
-    if !waiting.is_empty() {
-        wait_for_room_slow(&mut waiting, context.closing, &mut outcome);
+
+    /// The message is in `subscriber`'s queue, after discarding `displaced` older ones.
+    fn delivered(&mut self, subscriber: &'a Subscriber<T>, for_group: bool, displaced: usize) {
+        self.outcome.delivered += 1;
+        self.outcome.groups += usize::from(for_group);
+        self.outcome.displaced += displaced;
+        self.tally.switch_to(&subscriber.counters);
+        self.tally.delivered += 1;
+        self.tally.displaced += displaced as u64;
+        if displaced == 0 {
+            subscriber.record_delivery();
+        } else if subscriber.record_miss() {
+            // A discard is a miss too, though this message got through.
+            self.evict(subscriber);
+        }
     }
-    outcome
+
+    /// The message did not reach `subscriber`, which is still subscribed.
+    fn dropped(&mut self, subscriber: &'a Subscriber<T>) {
+        self.outcome.dropped += 1;
+        self.tally.switch_to(&subscriber.counters);
+        self.tally.dropped += 1;
+        if subscriber.record_drop() {
+            self.evict(subscriber);
+        }
+    }
+
+    /// The message did not reach `subscriber` because it has left.
+    fn gone(&mut self, subscriber: &'a Subscriber<T>) {
+        self.outcome.dropped += 1;
+        self.tally.switch_to(&subscriber.counters);
+        self.tally.dropped += 1;
+    }
+
+    fn evict(&mut self, subscriber: &Subscriber<T>) {
+        if subscriber.evict() {
+            self.outcome
+                .evicted
+                .push((subscriber.key.clone(), subscriber.id));
+        }
+    }
+
+    /// Phase 2: waits on every full queue at once until each one has room, passes its
+    /// deadline, or the broker closes.
+    #[cold]
+    fn wait_for_room_slow(&mut self) {
+        let waiting = std::mem::take(&mut self.waiting);
+        let mut waiting = waiting;
+        // Operation indices: `closing` is 0 and `waiting[i]` is `i + 1`. `Select::remove`
+        // keeps the other indices stable, so the mapping holds as sends settle.
+        let mut select = Select::new();
+        let closing_index = select.recv(self.context.closing);
+        for entry in &waiting {
+            // `entry.subscriber` borrows the caller's subscriber list, not `waiting`, so the
+            // select may hold it while we take messages out of `waiting`.
+            let subscriber: &'a Subscriber<T> = entry.subscriber;
+            select.send(&subscriber.sender);
+        }
+        let mut unsettled = waiting.len();
+
+        while unsettled > 0 {
+            let earliest = waiting
+                .iter()
+                .filter(|w| w.msg.is_some())
+                .filter_map(|w| w.deadline)
+                .min();
+            let ready = match earliest {
+                Some(deadline) => select.ready_deadline(deadline).ok(),
+                None => Some(select.ready()),
+            };
+            match ready {
+                Some(index) if index == closing_index => {
+                    // The broker is closing: give up every remaining send at once.
+                    for entry in &mut waiting {
+                        if entry.msg.take().is_some() {
+                            self.dropped(entry.subscriber);
+                        }
+                    }
+                    return;
+                }
+                Some(index) => {
+                    let entry = &mut waiting[index - 1];
+                    let Some(msg) = entry.msg.take() else {
+                        continue;
+                    };
+                    // `ready` only says the send would not block *now*; another publisher may
+                    // take the free slot first, so this can still find the queue full.
+                    match entry.subscriber.try_deliver(msg) {
+                        Attempt::Delivered => {
+                            let (subscriber, for_group) = (entry.subscriber, entry.for_group);
+                            self.delivered(subscriber, for_group, 0);
+                        }
+                        Attempt::Gone(_) => {
+                            let subscriber = entry.subscriber;
+                            self.gone(subscriber);
+                        }
+                        Attempt::Full(msg) => {
+                            entry.msg = Some(msg);
+                            continue;
+                        }
+                    }
+                    select.remove(index);
+                    unsettled -= 1;
+                }
+                None => {
+                    // A deadline passed: drop every send whose deadline is due.
+                    let now = Instant::now();
+                    for (i, entry) in waiting.iter_mut().enumerate() {
+                        if entry.deadline.is_some_and(|d| d <= now) && entry.msg.take().is_some() {
+                            self.dropped(entry.subscriber);
+                            select.remove(i + 1);
+                            unsettled -= 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The deadline of a send that found its queue full at `start`: its own, capped by the
@@ -158,81 +360,5 @@ fn deadline(overflow: Overflow, start: Instant, publish: Option<Instant>) -> Opt
     match (own, publish) {
         (Some(own), Some(publish)) => Some(own.min(publish)),
         (own, publish) => own.or(publish),
-    }
-}
-
-/// Phase 2: waits on every full queue at once until each one has room, passes its deadline,
-/// or the broker closes.
-#[cold]
-fn wait_for_room_slow<T>(
-    waiting: &mut [Waiting<'_, T>],
-    closing: &Receiver<()>,
-    outcome: &mut Outcome,
-) {
-    // Operation indices: `closing` is 0 and `waiting[i]` is `i + 1`. `Select::remove` keeps
-    // the other indices stable, so the mapping holds as sends settle.
-    let mut select = Select::new();
-    let closing_index = select.recv(closing);
-    for entry in waiting.iter() {
-        // `entry.subscriber` borrows the caller's subscriber list, not `waiting`, so the
-        // select may hold it while we take messages out of `waiting`.
-        let subscriber: &Subscriber<T> = entry.subscriber;
-        select.send(&subscriber.sender);
-    }
-    let mut unsettled = waiting.len();
-
-    while unsettled > 0 {
-        let earliest = waiting
-            .iter()
-            .filter(|w| w.msg.is_some())
-            .filter_map(|w| w.deadline)
-            .min();
-        let ready = match earliest {
-            Some(deadline) => select.ready_deadline(deadline).ok(),
-            None => Some(select.ready()),
-        };
-        match ready {
-            Some(index) if index == closing_index => {
-                // The broker is closing: give up every remaining send at once.
-                for entry in waiting.iter_mut() {
-                    if entry.msg.take().is_some() {
-                        outcome.drop_for(entry.subscriber);
-                    }
-                }
-                return;
-            }
-            Some(index) => {
-                let entry = &mut waiting[index - 1];
-                let Some(msg) = entry.msg.take() else {
-                    continue;
-                };
-                // `ready` only says the send would not block *now*; another publisher may
-                // take the free slot first, so this can still find the queue full.
-                match entry.subscriber.try_deliver(msg) {
-                    Attempt::Delivered => {
-                        entry.subscriber.record_delivery();
-                        outcome.delivered += 1;
-                    }
-                    Attempt::Gone => outcome.dropped += 1,
-                    Attempt::Full(msg) => {
-                        entry.msg = Some(msg);
-                        continue;
-                    }
-                }
-                select.remove(index);
-                unsettled -= 1;
-            }
-            None => {
-                // A deadline passed: drop every send whose deadline is due.
-                let now = Instant::now();
-                for (i, entry) in waiting.iter_mut().enumerate() {
-                    if entry.deadline.is_some_and(|d| d <= now) && entry.msg.take().is_some() {
-                        outcome.drop_for(entry.subscriber);
-                        select.remove(i + 1);
-                        unsettled -= 1;
-                    }
-                }
-            }
-        }
     }
 }

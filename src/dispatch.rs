@@ -58,7 +58,7 @@ impl<T: Clone> Job<T> {
         // thread survives, and hand it to the publishing thread, which resumes it: the user
         // sees the panic where it would have happened without the pool.
         let result = panic::catch_unwind(AssertUnwindSafe(|| {
-            deliver(&route.subscribers[stripe], msg, context)
+            deliver(&route.subscribers[stripe], &[], msg, context)
         }));
         // Drop our hold on the subscribers *before* reporting, so that when `publish` returns
         // no snapshot of ours keeps a closed subscriber's queue connected.
@@ -184,7 +184,9 @@ impl<T: Clone + Send + 'static> Pool<T> {
             closing: &self.closing,
             deadline,
         };
-        let mut outcome = deliver(&route.subscribers[..bounds(1)], msg, context);
+        // The publishing thread's stripe also carries every queue group: groups are few, and
+        // each costs about one send.
+        let mut outcome = deliver(&route.subscribers[..bounds(1)], &route.groups, msg, context);
         let mut pending = stripes - 1;
         let mut panicked = None;
         while pending > 0 {

@@ -101,11 +101,24 @@ pub enum TopicError {
         /// Its byte position.
         position: usize,
     },
-    /// The topic contains `*` or `>`, which are reserved for wildcards.
+    /// A published topic contains `*` or `>`: wildcards are for subscriptions only.
     Wildcard {
         /// The wildcard character.
         character: char,
         /// Its byte position.
+        position: usize,
+    },
+    /// A pattern uses `*` or `>` inside a longer token; a wildcard must be a whole token.
+    PartialWildcard {
+        /// The wildcard character.
+        character: char,
+        /// Its byte position.
+        position: usize,
+    },
+    /// A pattern has `>` before its last token; `>` matches the rest of a topic, so it must
+    /// come last.
+    WildcardNotLast {
+        /// Byte position of the `>`.
         position: usize,
     },
 }
@@ -134,8 +147,18 @@ impl fmt::Display for TopicError {
                 position,
             } => write!(
                 f,
-                "wildcard {character:?} at byte {position} is reserved and not allowed here"
+                "wildcard {character:?} at byte {position} is not allowed in a published topic"
             ),
+            TopicError::PartialWildcard {
+                character,
+                position,
+            } => write!(
+                f,
+                "wildcard {character:?} at byte {position} must be a whole token"
+            ),
+            TopicError::WildcardNotLast { position } => {
+                write!(f, "wildcard '>' at byte {position} must be the last token")
+            }
         }
     }
 }

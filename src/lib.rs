@@ -135,8 +135,10 @@ mod dispatch;
 mod error;
 mod registry;
 mod stats;
+mod subscriber;
 mod subscription;
 mod topic;
+mod trie;
 
 pub use crate::broker::Broker;
 pub use crate::config::{
@@ -146,4 +148,4 @@ pub use crate::config::{
 pub use crate::error::{ConfigError, Error, RecvError, RecvTimeoutError, TopicError, TryRecvError};
 pub use crate::stats::{BrokerStats, PublishReport, SubscriptionStats, TopicStats};
 pub use crate::subscription::{IntoIter, Iter, Subscription, SubscriptionStatus, TryIter};
-pub use crate::topic::{MAX_TOPIC_LEN, validate_topic};
+pub use crate::topic::{MAX_TOPIC_LEN, pattern_matches, validate_pattern, validate_topic};

@@ -1,261 +1,223 @@
-//! The subscriber table: which subscribers each topic has, and the broker's half of a
-//! subscriber.
+//! The subscription table: which subscribers and queue groups each topic or pattern has, and
+//! which of them a published topic reaches.
 //!
-//! Each topic maps to an immutable, reference-counted [`Route`]: its subscribers and its
-//! counters. Subscribing or unsubscribing builds a new route (copy-on-write) under the
-//! registry's write lock; a publish clones the `Arc` of the current route under the read lock
-//! and releases the lock before it sends anything. So a publish never holds a lock while it
-//! waits, and a concurrent subscribe or unsubscribe never sees a half-updated list: it lands
-//! entirely before or after.
+//! Every subscription key (a topic, or a pattern with wildcards) maps to an immutable,
+//! reference-counted [`Route`]: its plain subscribers, its queue groups and its counters.
+//! Subscribing or unsubscribing builds a new route (copy-on-write) under the registry's write
+//! lock; a publish clones the `Arc` of the route it needs under the read lock and releases the
+//! lock before it sends anything. So a publish never holds a lock while it waits, and a
+//! concurrent subscribe or unsubscribe never sees a half-updated list: it lands entirely
+//! before or after.
+//!
+//! # Resolving a published topic
+//!
+//! - No wildcard subscription anywhere: the route is the exact key's, one hash lookup, as if
+//!   wildcards did not exist.
+//! - Otherwise the exact key's route and those of every matching pattern (found with the
+//!   [`PatternTrie`]) are merged into one route, which is cached per published topic. The
+//!   cache is emptied by every change to the table, so it never holds a subscriber that has
+//!   left. It holds at most [`ROUTE_CACHE_CAPACITY`] topics: past that, an arbitrary entry
+//!   makes room, so a stream of millions of distinct topics costs a trie walk each, and
+//!   bounded memory, while hot topics stay cached.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::AtomicUsize;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::RwLock;
 
-use crate::config::{Overflow, SubscriberConfig};
 use crate::stats::Counters;
+use crate::subscriber::Subscriber;
+use crate::topic::has_wildcard;
+use crate::trie::PatternTrie;
 
-/// The subscribers of one topic at one moment, with the topic's counters.
+/// The most published topics whose resolved routes are cached at once.
+pub(crate) const ROUTE_CACHE_CAPACITY: usize = 4096;
+
+/// Routes by subscription key (a topic or a pattern).
+type KeyTable<T> = HashMap<Arc<str>, Arc<Route<T>>>;
+
+/// Resolved routes by published topic. `None` caches "nobody subscribed".
+type RouteCache<T> = HashMap<Box<str>, Option<Arc<Route<T>>>>;
+
+/// The subscribers a publish reaches: for one key, or merged for one published topic.
 pub(crate) struct Route<T> {
-    /// Subscribers in subscription order. Never empty: a topic without subscribers has no
-    /// route.
+    /// Plain subscribers, each of which gets every message.
     pub(crate) subscribers: Box<[Arc<Subscriber<T>>]>,
-    /// Shared by every route of the topic since its first subscriber, so they survive
-    /// copy-on-write.
-    pub(crate) counters: Arc<Counters>,
+    /// Queue groups, each of which gets every message once, in one of its members.
+    pub(crate) groups: Box<[Arc<Group<T>>]>,
+    /// The counters of every key this route draws from: exactly one for a key's own route.
+    /// Shared by every version of a key's route, so they survive copy-on-write.
+    pub(crate) counters: Box<[Arc<Counters>]>,
 }
 
-/// The broker's half of one subscription: where to send, and how.
-pub(crate) struct Subscriber<T> {
-    /// Unique per broker; identifies the subscriber when it leaves.
-    pub(crate) id: u64,
-    /// The registry key this subscriber is filed under (its topic).
-    pub(crate) key: Arc<str>,
-    /// The sending side of the subscriber's bounded queue. Held only by the registry and by
-    /// the snapshots of in-flight publishes, so once a subscriber is removed and those
-    /// publishes finish, the receiver sees the queue disconnect.
-    pub(crate) sender: Sender<T>,
-    /// A second receiving side of the queue, through which the broker discards the oldest
-    /// message. Only with [`Overflow::DropOldest`] on a queue with capacity.
-    oldest: Option<Receiver<T>>,
-    /// What to do when the queue is full.
-    pub(crate) overflow: Overflow,
-    /// Consecutive misses after which the subscriber is evicted.
-    evict_after: Option<NonZeroU32>,
-    /// State shared with the [`Subscription`](crate::Subscription).
-    pub(crate) state: Arc<SubscriberState>,
+/// A queue group of one key: each message goes to one member.
+pub(crate) struct Group<T> {
+    /// The group's name, unique within its key.
+    pub(crate) name: Arc<str>,
+    /// Members in joining order. Never empty: a group without members is removed.
+    pub(crate) members: Box<[Arc<Subscriber<T>>]>,
+    /// Round-robin cursor: where the next message starts looking for a member with room.
+    /// Shared by every version of the group; `Relaxed`, since it only spreads load.
+    pub(crate) cursor: Arc<AtomicUsize>,
 }
 
-/// Where a subscriber is in its life. Stored in [`SubscriberState::lifecycle`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lifecycle {
-    /// Publishes may put messages in the queue.
-    Subscribed,
-    /// The subscription left (dropped or `unsubscribe`).
-    Unsubscribed,
-    /// The broker removed the subscriber for missing too many messages.
-    Evicted,
-}
-
-/// State shared by a subscriber's two halves.
-#[derive(Debug)]
-pub(crate) struct SubscriberState {
-    /// The gate every message passes through.
-    ///
-    /// | value | queue |
-    /// |---|---|
-    /// | `Subscribed` | open: publishes may add (and, for `DropOldest`, discard) messages |
-    /// | `Unsubscribed`, `Evicted` | shut for good: no message enters or is discarded again |
-    ///
-    /// Every send into the queue (and every discard of its oldest message) happens while
-    /// holding the read lock and seeing `Subscribed`; leaving takes the write lock to change
-    /// it. Once the write lock has been taken, no send is in progress and none can start, so
-    /// what the subscription drains afterwards is everything that was ever counted as
-    /// delivered and not discarded. Only non-blocking operations run under the read lock, so
-    /// the writer waits at most for a few of them.
-    lifecycle: RwLock<Lifecycle>,
-    /// Messages this subscriber missed: not delivered, or discarded by `DropOldest`. Only
-    /// ever incremented; `Relaxed` because it is a statistic that orders nothing else.
-    dropped: AtomicU64,
-    /// Misses since the last loss-free delivery. Only used with `evict_after`. `Relaxed`: a
-    /// count; the eviction it triggers is decided by exactly one `fetch_add` reaching the
-    /// threshold and synchronised by the `lifecycle` lock.
-    consecutive_misses: AtomicU32,
-    /// Messages taken out through the subscription's receive methods. Written only by the
-    /// receiving side; `Relaxed`, a statistic.
-    pub(crate) received: AtomicU64,
-}
-
-impl SubscriberState {
-    pub(crate) fn new() -> Self {
-        SubscriberState {
-            lifecycle: RwLock::new(Lifecycle::Subscribed),
-            dropped: AtomicU64::new(0),
-            consecutive_misses: AtomicU32::new(0),
-            received: AtomicU64::new(0),
+impl<T> Route<T> {
+    /// A key's route holding nothing yet, with fresh counters.
+    fn empty(counters: Arc<Counters>) -> Self {
+        Route {
+            subscribers: Box::new([]),
+            groups: Box::new([]),
+            counters: Box::new([counters]),
         }
     }
 
-    /// Shuts the gate for good with reason `to`, waiting out any send in progress. Returns
-    /// `false` if it was already shut (the first reason stays).
-    pub(crate) fn shut(&self, to: Lifecycle) -> bool {
-        let mut lifecycle = self.lifecycle.write();
-        if *lifecycle != Lifecycle::Subscribed {
-            return false;
-        }
-        *lifecycle = to;
-        true
+    fn is_empty(&self) -> bool {
+        self.subscribers.is_empty() && self.groups.is_empty()
     }
 
-    pub(crate) fn lifecycle(&self) -> Lifecycle {
-        *self.lifecycle.read()
+    /// Subscribers of this route, counting every group member.
+    pub(crate) fn subscriber_count(&self) -> usize {
+        self.subscribers.len() + self.groups.iter().map(|g| g.members.len()).sum::<usize>()
     }
 
-    /// The number of messages this subscriber missed.
-    pub(crate) fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-}
-
-/// The result of offering a message to a subscriber without waiting.
-pub(crate) enum Attempt<T> {
-    /// The message is in the subscriber's queue.
-    Delivered,
-    /// The queue is full; here is the message back.
-    Full(T),
-    /// The subscriber has left; the message was discarded.
-    Gone,
-}
-
-/// How many times `DropOldest` discards and retries before giving up on one message. Each
-/// retry follows a discard, so it only fails again if other publishers refill the queue in
-/// between; giving up then (and counting the message) keeps a publish from spinning.
-const DISPLACE_ATTEMPTS: usize = 4;
-
-impl<T> Subscriber<T> {
-    pub(crate) fn new(
-        id: u64,
-        key: Arc<str>,
-        config: SubscriberConfig,
-        state: Arc<SubscriberState>,
-    ) -> (Self, Receiver<T>) {
-        let (sender, receiver) = crossbeam_channel::bounded(config.capacity);
-        let oldest = (config.overflow == Overflow::DropOldest && config.capacity > 0)
-            .then(|| receiver.clone());
-        let subscriber = Subscriber {
-            id,
-            key,
-            sender,
-            oldest,
-            overflow: config.overflow,
-            evict_after: config.evict_after,
-            state,
-        };
-        (subscriber, receiver)
+    /// The counters of a key's own route.
+    pub(crate) fn key_counters(&self) -> &Arc<Counters> {
+        &self.counters[0]
     }
 
-    /// Offers `msg` to the subscriber's queue without waiting.
-    pub(crate) fn try_deliver(&self, msg: T) -> Attempt<T> {
-        let sent = {
-            // Hold the read side of the gate across `try_send`: see `lifecycle`.
-            let lifecycle = self.state.lifecycle.read();
-            if *lifecycle == Lifecycle::Subscribed {
-                self.sender.try_send(msg)
-            } else {
-                Err(TrySendError::Disconnected(msg))
-            }
-        };
-        // The guard is released: a refused message is dropped below, so the user's `Drop`
-        // never runs under our lock.
-        match sent {
-            Ok(()) => Attempt::Delivered,
-            Err(TrySendError::Full(msg)) => Attempt::Full(msg),
-            Err(TrySendError::Disconnected(_)) => Attempt::Gone,
-        }
-    }
-
-    /// `DropOldest` on a full queue: discards the oldest queued message and retries, a few
-    /// times at most. Returns the attempt and how many messages were discarded.
-    ///
-    /// Racing a receiving subscriber is safe: `try_recv` hands each queued message to exactly
-    /// one of us, so a message is either received or discarded (and counted), never both.
-    pub(crate) fn displace_oldest(&self, mut msg: T) -> (Attempt<T>, usize) {
-        let Some(oldest) = &self.oldest else {
-            return (Attempt::Full(msg), 0);
-        };
-        let mut displaced = 0;
-        for _ in 0..DISPLACE_ATTEMPTS {
-            let (discarded, sent) = {
-                let lifecycle = self.state.lifecycle.read();
-                if *lifecycle != Lifecycle::Subscribed {
-                    return (Attempt::Gone, displaced);
-                }
-                let discarded = oldest.try_recv().ok();
-                (discarded, self.sender.try_send(msg))
+    /// This route with `subscriber` added, as a plain subscriber or to `group`.
+    fn with(&self, subscriber: Arc<Subscriber<T>>, group: Option<&Arc<str>>) -> Self {
+        let Some(name) = group else {
+            return Route {
+                subscribers: self
+                    .subscribers
+                    .iter()
+                    .cloned()
+                    .chain(Some(subscriber))
+                    .collect(),
+                groups: self.groups.clone(),
+                counters: self.counters.clone(),
             };
-            // Outside the guard: the discarded message's `Drop` is user code.
-            if discarded.is_some() {
-                displaced += 1;
-                self.state.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            match sent {
-                Ok(()) => return (Attempt::Delivered, displaced),
-                Err(TrySendError::Full(back)) => msg = back,
-                Err(TrySendError::Disconnected(_)) => return (Attempt::Gone, displaced),
-            }
+        };
+        let mut joined = false;
+        let mut groups: Vec<Arc<Group<T>>> = self
+            .groups
+            .iter()
+            .map(|g| {
+                if g.name != *name {
+                    return g.clone();
+                }
+                joined = true;
+                Arc::new(Group {
+                    name: g.name.clone(),
+                    members: g
+                        .members
+                        .iter()
+                        .cloned()
+                        .chain(Some(subscriber.clone()))
+                        .collect(),
+                    cursor: g.cursor.clone(),
+                })
+            })
+            .collect();
+        if !joined {
+            groups.push(Arc::new(Group {
+                name: name.clone(),
+                members: Box::new([subscriber]),
+                cursor: Arc::default(),
+            }));
         }
-        (Attempt::Full(msg), displaced)
-    }
-
-    /// Records that a message meant for this subscriber was not delivered. Returns `true` if
-    /// this miss reaches the eviction threshold; exactly one miss does.
-    pub(crate) fn record_drop(&self) -> bool {
-        self.state.dropped.fetch_add(1, Ordering::Relaxed);
-        self.record_miss()
-    }
-
-    /// Counts a miss towards eviction (a drop, or a `DropOldest` discard). Returns `true` for
-    /// the one miss that reaches the threshold.
-    pub(crate) fn record_miss(&self) -> bool {
-        match self.evict_after {
-            None => false,
-            Some(limit) => {
-                self.state
-                    .consecutive_misses
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1
-                    == limit.get()
-            }
-        }
-    }
-
-    /// Records a loss-free delivery: the run of misses is broken.
-    pub(crate) fn record_delivery(&self) {
-        // Read first: a store on every delivery would bounce the cache line between
-        // publishers for nothing, since the count is almost always already 0.
-        if self.evict_after.is_some() && self.state.consecutive_misses.load(Ordering::Relaxed) != 0
-        {
-            self.state.consecutive_misses.store(0, Ordering::Relaxed);
+        Route {
+            subscribers: self.subscribers.clone(),
+            groups: groups.into(),
+            counters: self.counters.clone(),
         }
     }
 
-    /// Shuts the subscriber for missing too many messages. Returns `true` if this call evicted
-    /// it (it had not left already).
-    pub(crate) fn evict(&self) -> bool {
-        self.state.shut(Lifecycle::Evicted)
+    /// This route without subscriber `id`, or `None` if it is not here.
+    fn without(&self, id: u64) -> Option<Self> {
+        if self.subscribers.iter().any(|s| s.id == id) {
+            return Some(Route {
+                subscribers: self
+                    .subscribers
+                    .iter()
+                    .filter(|s| s.id != id)
+                    .cloned()
+                    .collect(),
+                groups: self.groups.clone(),
+                counters: self.counters.clone(),
+            });
+        }
+        let index = self
+            .groups
+            .iter()
+            .position(|g| g.members.iter().any(|m| m.id == id))?;
+        let mut groups = self.groups.to_vec();
+        let group = &groups[index];
+        if group.members.len() == 1 {
+            groups.remove(index);
+        } else {
+            groups[index] = Arc::new(Group {
+                name: group.name.clone(),
+                members: group
+                    .members
+                    .iter()
+                    .filter(|m| m.id != id)
+                    .cloned()
+                    .collect(),
+                cursor: group.cursor.clone(),
+            });
+        }
+        Some(Route {
+            subscribers: self.subscribers.clone(),
+            groups: groups.into(),
+            counters: self.counters.clone(),
+        })
+    }
+
+    /// One route reaching everything `routes` reach.
+    fn merge(routes: &[&Arc<Route<T>>]) -> Self {
+        Route {
+            subscribers: routes
+                .iter()
+                .flat_map(|r| r.subscribers.iter().cloned())
+                .collect(),
+            groups: routes
+                .iter()
+                .flat_map(|r| r.groups.iter().cloned())
+                .collect(),
+            counters: routes
+                .iter()
+                .flat_map(|r| r.counters.iter().cloned())
+                .collect(),
+        }
     }
 }
 
-/// The topic table. Lives behind `Shared::registry`, an `RwLock`.
+/// What a change to the table replaced, to be dropped by the caller after it releases the
+/// lock: dropping it may drop the last sender of a queue, which wakes that queue's receiver.
+pub(crate) struct Retired<T> {
+    /// The key's previous route, if the change touched one.
+    pub(crate) route: Option<Arc<Route<T>>>,
+    /// The emptied route cache.
+    #[allow(dead_code, reason = "held only so that it is dropped outside the lock")]
+    cache: RouteCache<T>,
+}
+
+/// The subscription table. Lives behind `Shared::registry`, an `RwLock`.
+///
+/// Lock order: the registry lock, then `cache`'s. `cache` is only taken while holding the
+/// registry's read lock (with the write lock, `&mut self` reaches it without locking).
 pub(crate) struct Registry<T> {
-    /// Routes by topic. A topic with no subscriber has no entry.
-    topics: HashMap<Arc<str>, Arc<Route<T>>>,
-    /// Total number of subscribers over all topics.
+    /// Routes by key (topic or pattern). A key with no subscriber has no entry.
+    keys: KeyTable<T>,
+    /// The keys that contain wildcards.
+    patterns: PatternTrie,
+    /// Total number of subscribers over all keys, group members included.
     subscribers: usize,
+    /// Resolved routes per published topic, used only while `patterns` is not empty.
+    cache: RwLock<RouteCache<T>>,
     /// Set once by `close`; never cleared. Checked under the same lock as the table, so a
     /// subscribe either lands before the close (and is then disconnected by it) or fails.
     pub(crate) closed: bool,
@@ -264,74 +226,124 @@ pub(crate) struct Registry<T> {
 impl<T> Registry<T> {
     pub(crate) fn new() -> Self {
         Registry {
-            topics: HashMap::new(),
+            keys: HashMap::new(),
+            patterns: PatternTrie::default(),
             subscribers: 0,
+            cache: RwLock::new(HashMap::new()),
             closed: false,
         }
     }
 
-    /// The current route of `topic`, if it has subscribers.
-    pub(crate) fn get(&self, topic: &str) -> Option<&Arc<Route<T>>> {
-        self.topics.get(topic)
+    /// The route of one key (a topic or pattern as subscribed), if it has subscribers.
+    pub(crate) fn key(&self, key: &str) -> Option<&Arc<Route<T>>> {
+        self.keys.get(key)
     }
 
-    pub(crate) fn topic_count(&self) -> usize {
-        self.topics.len()
+    /// The counters a new subscriber under `key` shares.
+    pub(crate) fn counters_for(&self, key: &str) -> Arc<Counters> {
+        self.keys
+            .get(key)
+            .map_or_else(Arc::default, |route| route.key_counters().clone())
+    }
+
+    /// Everything a publish to `topic` reaches, or `None` if nothing.
+    pub(crate) fn resolve(&self, topic: &str) -> Option<Arc<Route<T>>> {
+        if self.patterns.len() == 0 {
+            return self.keys.get(topic).cloned();
+        }
+        if let Some(cached) = self.cache.read().get(topic) {
+            return cached.clone();
+        }
+        self.resolve_slow(topic)
+    }
+
+    /// A cache miss: merge the matching routes and remember the result.
+    #[cold]
+    fn resolve_slow(&self, topic: &str) -> Option<Arc<Route<T>>> {
+        let mut matching: Vec<&Arc<Route<T>>> = self.keys.get(topic).into_iter().collect();
+        self.patterns.for_each_match(topic, |pattern| {
+            if let Some(route) = self.keys.get(pattern) {
+                matching.push(route);
+            }
+        });
+        let resolved = match matching.as_slice() {
+            [] => None,
+            [only] => Some(Arc::clone(only)),
+            several => Some(Arc::new(Route::merge(several))),
+        };
+        let mut cache = self.cache.write();
+        if cache.len() >= ROUTE_CACHE_CAPACITY {
+            // Make room by forgetting an arbitrary topic. Every cached route is also reachable
+            // from `keys`, so this never drops a queue's last sender under the lock.
+            if let Some(victim) = cache.keys().next().cloned() {
+                cache.remove(&victim);
+            }
+        }
+        cache.insert(topic.into(), resolved.clone());
+        resolved
+    }
+
+    pub(crate) fn key_count(&self) -> usize {
+        self.keys.len()
     }
 
     pub(crate) fn subscriber_count(&self) -> usize {
         self.subscribers
     }
 
-    /// Adds a subscriber under its key, replacing the topic's route with a longer copy.
-    pub(crate) fn insert(&mut self, subscriber: Arc<Subscriber<T>>) {
+    /// Files `subscriber` under its key, as a plain subscriber or as a member of `group`.
+    pub(crate) fn insert(
+        &mut self,
+        subscriber: Arc<Subscriber<T>>,
+        group: Option<&Arc<str>>,
+    ) -> Retired<T> {
         let key = subscriber.key.clone();
-        let route = match self.topics.get(&key) {
-            Some(old) => Route {
-                subscribers: old
-                    .subscribers
-                    .iter()
-                    .cloned()
-                    .chain(Some(subscriber))
-                    .collect(),
-                counters: old.counters.clone(),
-            },
-            None => Route {
-                subscribers: Box::new([subscriber]),
-                counters: Arc::default(),
-            },
+        let new_route = match self.keys.get(&key) {
+            Some(old) => old.with(subscriber, group),
+            None => {
+                if has_wildcard(&key) {
+                    self.patterns.insert(key.clone());
+                }
+                Route::empty(subscriber.counters.clone()).with(subscriber, group)
+            }
         };
-        self.topics.insert(key, Arc::new(route));
         self.subscribers += 1;
+        Retired {
+            route: self.keys.insert(key, Arc::new(new_route)),
+            cache: std::mem::take(self.cache.get_mut()),
+        }
     }
 
-    /// Removes subscriber `id` from `topic`. Returns the topic's previous route if the
-    /// subscriber was in it, so the caller can drop it after releasing the lock.
-    pub(crate) fn remove(&mut self, topic: &str, id: u64) -> Option<Arc<Route<T>>> {
-        let route = self.topics.get_mut(topic)?;
-        if !route.subscribers.iter().any(|s| s.id == id) {
-            return None;
-        }
+    /// Removes subscriber `id` from `key`. Returns what it replaced if the subscriber was
+    /// there.
+    pub(crate) fn remove(&mut self, key: &str, id: u64) -> Option<Retired<T>> {
+        let old = self.keys.get(key)?;
+        let new_route = old.without(id)?;
         self.subscribers -= 1;
-        if route.subscribers.len() == 1 {
-            return self.topics.remove(topic);
-        }
-        let shorter = Route {
-            subscribers: route
-                .subscribers
-                .iter()
-                .filter(|s| s.id != id)
-                .cloned()
-                .collect(),
-            counters: route.counters.clone(),
+        let route = if new_route.is_empty() {
+            if has_wildcard(key) {
+                self.patterns.remove(key);
+            }
+            self.keys.remove(key)
+        } else {
+            let slot = self.keys.get_mut(key)?;
+            Some(std::mem::replace(slot, Arc::new(new_route)))
         };
-        Some(std::mem::replace(route, Arc::new(shorter)))
+        Some(Retired {
+            route,
+            cache: std::mem::take(self.cache.get_mut()),
+        })
     }
 
-    /// Empties the table, handing its routes to the caller so they can be dropped outside the
-    /// lock (dropping a route may drop the last sender of a queue and wake its receiver).
-    pub(crate) fn take_all(&mut self) -> HashMap<Arc<str>, Arc<Route<T>>> {
+    /// Empties the table for `close`, handing everything to the caller to drop outside the
+    /// lock.
+    pub(crate) fn take_all(&mut self) -> (KeyTable<T>, Retired<T>) {
         self.subscribers = 0;
-        std::mem::take(&mut self.topics)
+        self.patterns = PatternTrie::default();
+        let retired = Retired {
+            route: None,
+            cache: std::mem::take(self.cache.get_mut()),
+        };
+        (std::mem::take(&mut self.keys), retired)
     }
 }

@@ -33,6 +33,9 @@ pub struct PublishReport {
     /// Subscribers this publish evicted (see
     /// [`BrokerBuilder::evict_after`](crate::BrokerBuilder::evict_after)).
     pub evicted: usize,
+    /// Queue groups that received the message, in one of their members. Each also counts
+    /// once in `delivered`.
+    pub groups: usize,
 }
 
 impl PublishReport {
@@ -60,9 +63,9 @@ pub struct BrokerStats {
     pub displaced: u64,
     /// Subscribers evicted for missing too many messages in a row.
     pub evicted: u64,
-    /// Topics with at least one subscriber.
+    /// Topics and patterns with at least one subscriber.
     pub topics: usize,
-    /// Subscribers over all topics.
+    /// Subscribers over all topics and patterns, queue group members included.
     pub subscribers: usize,
     /// Dispatch threads running.
     pub dispatch_threads: usize,
@@ -70,21 +73,23 @@ pub struct BrokerStats {
     pub spawn_failures: u64,
 }
 
-/// Counters of one topic, from [`Broker::topic_stats`](crate::Broker::topic_stats).
+/// Counters of one topic or pattern as subscribed, from
+/// [`Broker::topic_stats`](crate::Broker::topic_stats): what its subscribers (and queue
+/// groups) were sent.
 ///
-/// They count since the topic's current run of subscribers began: when its last subscriber
-/// leaves, the topic and its counters are forgotten, so a broker fed millions of distinct
+/// They count since the key's current run of subscribers began: when its last subscriber
+/// leaves, the key and its counters are forgotten, so a broker fed millions of distinct
 /// topics keeps no memory for them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TopicStats {
-    /// Subscribers now.
+    /// Subscribers now, queue group members included.
     pub subscribers: usize,
-    /// Publishes to the topic.
+    /// Publishes that reached the topic or pattern.
     pub published: u64,
-    /// Messages placed in its subscribers' queues.
+    /// Messages placed in its subscribers' queues (one per queue group and message).
     pub delivered: u64,
-    /// Messages routed to its subscribers but not placed in their queues.
+    /// Messages routed to its subscribers or groups but not placed in their queues.
     pub dropped: u64,
     /// Delivered messages later discarded by `DropOldest`.
     pub displaced: u64,
@@ -121,8 +126,9 @@ impl Counters {
         self.published.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Adds one publish's outcome. Evictions are added by `record_evicted`, once each is
-    /// confirmed in the registry.
+    /// Adds one publish's outcome to the broker's totals. (Per-key counters are added by
+    /// delivery itself, which knows which key each subscriber belongs to.) Evictions are
+    /// added by `record_evicted`, once each is confirmed in the registry.
     pub(crate) fn record_outcome(&self, outcome: &Outcome) {
         self.delivered
             .fetch_add(outcome.delivered as u64, Ordering::Relaxed);

@@ -10,8 +10,8 @@ use crossbeam_channel::Receiver;
 
 use crate::broker::Shared;
 use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
-use crate::registry::{Lifecycle, SubscriberState};
 use crate::stats::SubscriptionStats;
+use crate::subscriber::{Lifecycle, SubscriberState};
 
 /// A subscription to one topic: a bounded queue the broker fills with the topic's messages.
 ///
@@ -43,8 +43,10 @@ use crate::stats::SubscriptionStats;
 pub struct Subscription<T> {
     /// The broker, to unsubscribe from and to learn why the queue disconnected.
     shared: Arc<Shared<T>>,
-    /// The topic subscribed to; also the registry key.
+    /// The topic or pattern subscribed to; also the registry key.
     topic: Arc<str>,
+    /// The queue group this subscription is a member of, if any.
+    group: Option<Arc<str>>,
     /// This subscriber's id in the registry.
     id: u64,
     /// The receiving side of the subscriber's queue.
@@ -60,6 +62,7 @@ impl<T> Subscription<T> {
     pub(crate) fn new(
         shared: Arc<Shared<T>>,
         topic: Arc<str>,
+        group: Option<Arc<str>>,
         id: u64,
         receiver: Receiver<T>,
         state: Arc<SubscriberState>,
@@ -67,6 +70,7 @@ impl<T> Subscription<T> {
         Subscription {
             shared,
             topic,
+            group,
             id,
             receiver,
             state,
@@ -178,9 +182,15 @@ impl<T> Subscription<T> {
         TryIter { subscription: self }
     }
 
-    /// The topic this subscription receives.
+    /// The topic or pattern this subscription receives, as subscribed.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The queue group this subscription is a member of, if it was made by
+    /// [`Broker::subscribe_group`](crate::Broker::subscribe_group).
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
     }
 
     /// The number of messages published to this subscription's topic while it was subscribed
@@ -347,6 +357,7 @@ impl<T> fmt::Debug for Subscription<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
             .field("topic", &self.topic)
+            .field("group", &self.group)
             .field("queued", &self.len())
             .field("capacity", &self.capacity())
             .field("dropped", &self.dropped())

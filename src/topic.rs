@@ -1,21 +1,26 @@
-//! Topic syntax: parsing and validation.
+//! Topic and pattern syntax: validation and matching.
 //!
 //! A topic is a non-empty sequence of `.`-separated tokens, such as `orders.created.eu`. Every
 //! token is non-empty and made of printable, non-whitespace characters; the whole topic is at
-//! most [`MAX_TOPIC_LEN`] bytes. `*` and `>` are reserved for wildcards and are rejected.
+//! most [`MAX_TOPIC_LEN`] bytes.
+//!
+//! A *pattern* (what a subscription names) may also use two wildcard tokens, with NATS
+//! semantics: `*` matches exactly one token, and `>` matches one or more trailing tokens and
+//! may only be the last token. A wildcard must be a whole token (`orders*` is invalid). A
+//! published topic may contain neither.
 //!
 //! This module is pure: no locks, no threads, no allocation. `publish` validates every topic,
 //! so the common case (short ASCII topics) is a single pass over the bytes.
 
 use crate::error::TopicError;
 
-/// The longest topic accepted, in bytes.
+/// The longest topic or pattern accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 256;
 
-/// Checks that `topic` is a valid topic.
+/// Checks that `topic` is a valid topic to publish to: no wildcards.
 ///
-/// [`Broker::publish`](crate::Broker::publish) and [`Broker::subscribe`](crate::Broker::subscribe)
-/// run this check themselves; call it to validate input up front.
+/// [`Broker::publish`](crate::Broker::publish) runs this check itself; call it to validate
+/// input up front.
 ///
 /// # Errors
 ///
@@ -31,17 +36,95 @@ pub const MAX_TOPIC_LEN: usize = 256;
 ///     validate_topic("sensors kitchen"),
 ///     Err(TopicError::InvalidCharacter { character: ' ', position: 7 })
 /// );
+/// assert_eq!(
+///     validate_topic("sensors.*"),
+///     Err(TopicError::Wildcard { character: '*', position: 8 })
+/// );
 /// ```
 pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
-    if topic.is_empty() {
+    validate(topic, Syntax::Topic)
+}
+
+/// Checks that `pattern` is a valid subscription pattern: a topic whose tokens may also be the
+/// wildcards `*` (one token) and `>` (one or more trailing tokens, last token only).
+///
+/// [`Broker::subscribe`](crate::Broker::subscribe) runs this check itself.
+///
+/// # Errors
+///
+/// Returns the first problem found, with its byte position; see [`TopicError`].
+///
+/// # Examples
+///
+/// ```
+/// use syncmq::{validate_pattern, TopicError};
+///
+/// assert!(validate_pattern("orders.*.eu").is_ok());
+/// assert!(validate_pattern("orders.>").is_ok());
+/// assert_eq!(validate_pattern("orders.>.eu"), Err(TopicError::WildcardNotLast { position: 7 }));
+/// assert_eq!(
+///     validate_pattern("orders*"),
+///     Err(TopicError::PartialWildcard { character: '*', position: 6 })
+/// );
+/// ```
+pub fn validate_pattern(pattern: &str) -> Result<(), TopicError> {
+    validate(pattern, Syntax::Pattern)
+}
+
+/// Whether `topic` matches `pattern`, with NATS semantics.
+///
+/// Both are assumed valid (see [`validate_topic`] and [`validate_pattern`]); for invalid input
+/// the answer is unspecified but this never panics. A pattern without wildcards matches only
+/// the identical topic.
+///
+/// # Examples
+///
+/// ```
+/// use syncmq::pattern_matches;
+///
+/// assert!(pattern_matches("orders.*", "orders.new"));
+/// assert!(!pattern_matches("orders.*", "orders"));
+/// assert!(!pattern_matches("orders.*", "orders.new.eu"));
+/// assert!(pattern_matches("orders.>", "orders.new.eu"));
+/// assert!(!pattern_matches("orders.>", "orders"));
+/// ```
+pub fn pattern_matches(pattern: &str, topic: &str) -> bool {
+    let mut topic_tokens = topic.split('.');
+    for pattern_token in pattern.split('.') {
+        match (pattern_token, topic_tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (literal, Some(token)) if literal == token => {}
+            _ => return false,
+        }
+    }
+    topic_tokens.next().is_none()
+}
+
+/// Whether a valid pattern contains a wildcard token.
+pub(crate) fn has_wildcard(pattern: &str) -> bool {
+    pattern.split('.').any(|token| token == "*" || token == ">")
+}
+
+/// Which syntax to check against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Syntax {
+    /// A published topic: wildcards are errors.
+    Topic,
+    /// A subscription pattern: whole-token wildcards allowed.
+    Pattern,
+}
+
+fn validate(text: &str, syntax: Syntax) -> Result<(), TopicError> {
+    if text.is_empty() {
         return Err(TopicError::Empty);
     }
-    if topic.len() > MAX_TOPIC_LEN {
-        return Err(TopicError::TooLong { len: topic.len() });
+    if text.len() > MAX_TOPIC_LEN {
+        return Err(TopicError::TooLong { len: text.len() });
     }
     // Fast path: ASCII only. Non-ASCII characters need a `char` to be classified, so any byte
-    // >= 0x80 sends the whole topic to the slow path.
-    let bytes = topic.as_bytes();
+    // >= 0x80 sends the whole text to the slow path.
+    let bytes = text.as_bytes();
     let mut token_start = 0;
     for (position, &byte) in bytes.iter().enumerate() {
         match byte {
@@ -51,13 +134,8 @@ pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
                 }
                 token_start = position + 1;
             }
-            b'*' | b'>' => {
-                return Err(TopicError::Wildcard {
-                    character: byte as char,
-                    position,
-                });
-            }
-            0x80.. => return validate_unicode(topic),
+            b'*' | b'>' => check_wildcard(bytes, byte as char, position, token_start, syntax)?,
+            0x80.. => return validate_unicode(text, syntax),
             _ if byte <= b' ' || byte == 0x7f => {
                 return Err(TopicError::InvalidCharacter {
                     character: byte as char,
@@ -75,11 +153,12 @@ pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
-/// The general case of [`validate_topic`], for topics with non-ASCII characters.
+/// The general case of [`validate`], for text with non-ASCII characters.
 #[cold]
-fn validate_unicode(topic: &str) -> Result<(), TopicError> {
+fn validate_unicode(text: &str, syntax: Syntax) -> Result<(), TopicError> {
+    let bytes = text.as_bytes();
     let mut token_start = 0;
-    for (position, character) in topic.char_indices() {
+    for (position, character) in text.char_indices() {
         match character {
             '.' => {
                 if position == token_start {
@@ -87,12 +166,7 @@ fn validate_unicode(topic: &str) -> Result<(), TopicError> {
                 }
                 token_start = position + 1;
             }
-            '*' | '>' => {
-                return Err(TopicError::Wildcard {
-                    character,
-                    position,
-                });
-            }
+            '*' | '>' => check_wildcard(bytes, character, position, token_start, syntax)?,
             _ if character.is_whitespace() || character.is_control() => {
                 return Err(TopicError::InvalidCharacter {
                     character,
@@ -102,10 +176,39 @@ fn validate_unicode(topic: &str) -> Result<(), TopicError> {
             _ => {}
         }
     }
-    if token_start == topic.len() {
+    if token_start == text.len() {
         return Err(TopicError::EmptyToken {
             position: token_start,
         });
+    }
+    Ok(())
+}
+
+/// Checks a wildcard character at `position`, in the token that starts at `token_start`.
+fn check_wildcard(
+    bytes: &[u8],
+    character: char,
+    position: usize,
+    token_start: usize,
+    syntax: Syntax,
+) -> Result<(), TopicError> {
+    if syntax == Syntax::Topic {
+        return Err(TopicError::Wildcard {
+            character,
+            position,
+        });
+    }
+    let token_end = position + 1;
+    let whole_token =
+        position == token_start && bytes.get(token_end).is_none_or(|&next| next == b'.');
+    if !whole_token {
+        return Err(TopicError::PartialWildcard {
+            character,
+            position,
+        });
+    }
+    if character == '>' && token_end != bytes.len() {
+        return Err(TopicError::WildcardNotLast { position });
     }
     Ok(())
 }
@@ -126,6 +229,7 @@ mod tests {
             "#.+",
         ] {
             assert_eq!(validate_topic(topic), Ok(()), "{topic:?}");
+            assert_eq!(validate_pattern(topic), Ok(()), "{topic:?}");
         }
         assert_eq!(validate_topic(&"a".repeat(MAX_TOPIC_LEN)), Ok(()));
     }
@@ -187,11 +291,85 @@ mod tests {
     }
 
     #[test]
+    fn patterns_allow_whole_token_wildcards_only() {
+        for pattern in ["*", ">", "a.*", "*.b", "a.*.c", "a.>", "*.*.>", "é.*"] {
+            assert_eq!(validate_pattern(pattern), Ok(()), "{pattern:?}");
+            assert!(has_wildcard(pattern), "{pattern:?}");
+        }
+        let cases = [
+            (
+                "a*",
+                TopicError::PartialWildcard {
+                    character: '*',
+                    position: 1,
+                },
+            ),
+            (
+                "*a",
+                TopicError::PartialWildcard {
+                    character: '*',
+                    position: 0,
+                },
+            ),
+            (
+                "a.b>",
+                TopicError::PartialWildcard {
+                    character: '>',
+                    position: 3,
+                },
+            ),
+            ("a.>.b", TopicError::WildcardNotLast { position: 2 }),
+            ("é.>.b", TopicError::WildcardNotLast { position: 3 }),
+            ("a..*", TopicError::EmptyToken { position: 2 }),
+        ];
+        for (pattern, expected) in cases {
+            assert_eq!(validate_pattern(pattern), Err(expected), "{pattern:?}");
+        }
+    }
+
+    #[test]
     fn ascii_fast_path_agrees_with_unicode_path() {
-        for topic in [
-            "a", "a.b", ".a", "a.", "a..b", "a b", "a.*", "x>y", "a\u{7f}",
-        ] {
-            assert_eq!(validate_topic(topic), validate_unicode(topic), "{topic:?}");
+        let inputs = [
+            "a", "a.b", ".a", "a.", "a..b", "a b", "a.*", "x>y", "a\u{7f}", "a.>", "*.b", "a.>.c",
+        ];
+        for text in inputs {
+            for syntax in [Syntax::Topic, Syntax::Pattern] {
+                assert_eq!(
+                    validate(text, syntax),
+                    validate_unicode(text, syntax),
+                    "{text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn matching_follows_nats() {
+        let table = [
+            ("orders.*", "orders.new", true),
+            ("orders.*", "orders", false),
+            ("orders.*", "orders.new.eu", false),
+            ("orders.>", "orders.new", true),
+            ("orders.>", "orders.new.eu", true),
+            ("orders.>", "orders", false),
+            ("*", "a", true),
+            ("*", "a.b", false),
+            (">", "a", true),
+            (">", "a.b.c", true),
+            ("*.b.*", "a.b.c", true),
+            ("*.b.*", "a.x.c", false),
+            ("a.*.>", "a.b", false),
+            ("a.*.>", "a.b.c", true),
+            ("a.b", "a.b", true),
+            ("a.b", "a.bc", false),
+            ("a.b", "a", false),
+        ];
+        for (pattern, topic, expected) in table {
+            assert_eq!(
+                pattern_matches(pattern, topic),
+                expected,
+                "{pattern} ~ {topic}"
+            );
         }
     }
 }

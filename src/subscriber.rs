@@ -1,0 +1,240 @@
+//! The broker's half of a subscriber: its queue's sending side, its policy, and the state it
+//! shares with the [`Subscription`](crate::Subscription) (lifecycle gate and counters).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use parking_lot::RwLock;
+
+use crate::config::{Overflow, SubscriberConfig};
+use crate::stats::Counters;
+
+/// The broker's half of one subscription: where to send, and how.
+pub(crate) struct Subscriber<T> {
+    /// Unique per broker; identifies the subscriber when it leaves.
+    pub(crate) id: u64,
+    /// The registry key this subscriber is filed under: the topic or pattern it subscribed
+    /// to.
+    pub(crate) key: Arc<str>,
+    /// The counters of `key`, shared by every subscriber filed under it.
+    pub(crate) counters: Arc<Counters>,
+    /// The sending side of the subscriber's bounded queue. Held only by the registry and by
+    /// the snapshots of in-flight publishes, so once a subscriber is removed and those
+    /// publishes finish, the receiver sees the queue disconnect.
+    pub(crate) sender: Sender<T>,
+    /// A second receiving side of the queue, through which the broker discards the oldest
+    /// message. Only with [`Overflow::DropOldest`] on a queue with capacity.
+    oldest: Option<Receiver<T>>,
+    /// What to do when the queue is full.
+    pub(crate) overflow: Overflow,
+    /// Consecutive misses after which the subscriber is evicted.
+    evict_after: Option<NonZeroU32>,
+    /// State shared with the [`Subscription`](crate::Subscription).
+    pub(crate) state: Arc<SubscriberState>,
+}
+
+/// Where a subscriber is in its life. Stored in [`SubscriberState::lifecycle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    /// Publishes may put messages in the queue.
+    Subscribed,
+    /// The subscription left (dropped or `unsubscribe`).
+    Unsubscribed,
+    /// The broker removed the subscriber for missing too many messages.
+    Evicted,
+}
+
+/// State shared by a subscriber's two halves.
+#[derive(Debug)]
+pub(crate) struct SubscriberState {
+    /// The gate every message passes through.
+    ///
+    /// | value | queue |
+    /// |---|---|
+    /// | `Subscribed` | open: publishes may add (and, for `DropOldest`, discard) messages |
+    /// | `Unsubscribed`, `Evicted` | shut for good: no message enters or is discarded again |
+    ///
+    /// Every send into the queue (and every discard of its oldest message) happens while
+    /// holding the read lock and seeing `Subscribed`; leaving takes the write lock to change
+    /// it. Once the write lock has been taken, no send is in progress and none can start, so
+    /// what the subscription drains afterwards is everything that was ever counted as
+    /// delivered and not discarded. Only non-blocking operations run under the read lock, so
+    /// the writer waits at most for a few of them.
+    lifecycle: RwLock<Lifecycle>,
+    /// Messages this subscriber missed: not delivered, or discarded by `DropOldest`. Only
+    /// ever incremented; `Relaxed` because it is a statistic that orders nothing else.
+    dropped: AtomicU64,
+    /// Misses since the last loss-free delivery. Only used with `evict_after`. `Relaxed`: a
+    /// count; the eviction it triggers is decided by exactly one `fetch_add` reaching the
+    /// threshold and synchronised by the `lifecycle` lock.
+    consecutive_misses: AtomicU32,
+    /// Messages taken out through the subscription's receive methods. Written only by the
+    /// receiving side; `Relaxed`, a statistic.
+    pub(crate) received: AtomicU64,
+}
+
+impl SubscriberState {
+    pub(crate) fn new() -> Self {
+        SubscriberState {
+            lifecycle: RwLock::new(Lifecycle::Subscribed),
+            dropped: AtomicU64::new(0),
+            consecutive_misses: AtomicU32::new(0),
+            received: AtomicU64::new(0),
+        }
+    }
+
+    /// Shuts the gate for good with reason `to`, waiting out any send in progress. Returns
+    /// `false` if it was already shut (the first reason stays).
+    pub(crate) fn shut(&self, to: Lifecycle) -> bool {
+        let mut lifecycle = self.lifecycle.write();
+        if *lifecycle != Lifecycle::Subscribed {
+            return false;
+        }
+        *lifecycle = to;
+        true
+    }
+
+    pub(crate) fn lifecycle(&self) -> Lifecycle {
+        *self.lifecycle.read()
+    }
+
+    /// The number of messages this subscriber missed.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The result of offering a message to a subscriber without waiting.
+pub(crate) enum Attempt<T> {
+    /// The message is in the subscriber's queue.
+    Delivered,
+    /// The queue is full; here is the message back.
+    Full(T),
+    /// The subscriber has left; here is the message back (to drop, or to offer to another
+    /// member of a group).
+    Gone(T),
+}
+
+/// How many times `DropOldest` discards and retries before giving up on one message. Each
+/// retry follows a discard, so it only fails again if other publishers refill the queue in
+/// between; giving up then (and counting the message) keeps a publish from spinning.
+const DISPLACE_ATTEMPTS: usize = 4;
+
+impl<T> Subscriber<T> {
+    /// The broker's half of a new subscriber with queue `sender`/`receiver`, filed under `key`
+    /// whose counters are `counters`.
+    pub(crate) fn new(
+        id: u64,
+        key: Arc<str>,
+        counters: Arc<Counters>,
+        config: SubscriberConfig,
+        state: Arc<SubscriberState>,
+        (sender, receiver): (Sender<T>, &Receiver<T>),
+    ) -> Self {
+        let oldest = (config.overflow == Overflow::DropOldest && config.capacity > 0)
+            .then(|| receiver.clone());
+        Subscriber {
+            id,
+            key,
+            counters,
+            sender,
+            oldest,
+            overflow: config.overflow,
+            evict_after: config.evict_after,
+            state,
+        }
+    }
+
+    /// Offers `msg` to the subscriber's queue without waiting.
+    pub(crate) fn try_deliver(&self, msg: T) -> Attempt<T> {
+        let sent = {
+            // Hold the read side of the gate across `try_send`: see `lifecycle`.
+            let lifecycle = self.state.lifecycle.read();
+            if *lifecycle == Lifecycle::Subscribed {
+                self.sender.try_send(msg)
+            } else {
+                Err(TrySendError::Disconnected(msg))
+            }
+        };
+        // The guard is released: a refused message goes back to the caller, so the user's
+        // `Drop` never runs under our lock.
+        match sent {
+            Ok(()) => Attempt::Delivered,
+            Err(TrySendError::Full(msg)) => Attempt::Full(msg),
+            Err(TrySendError::Disconnected(msg)) => Attempt::Gone(msg),
+        }
+    }
+
+    /// `DropOldest` on a full queue: discards the oldest queued message and retries, a few
+    /// times at most. Returns the attempt and how many messages were discarded.
+    ///
+    /// Racing a receiving subscriber is safe: `try_recv` hands each queued message to exactly
+    /// one of us, so a message is either received or discarded (and counted), never both.
+    pub(crate) fn displace_oldest(&self, mut msg: T) -> (Attempt<T>, usize) {
+        let Some(oldest) = &self.oldest else {
+            return (Attempt::Full(msg), 0);
+        };
+        let mut displaced = 0;
+        for _ in 0..DISPLACE_ATTEMPTS {
+            let (discarded, sent) = {
+                let lifecycle = self.state.lifecycle.read();
+                if *lifecycle != Lifecycle::Subscribed {
+                    return (Attempt::Gone(msg), displaced);
+                }
+                let discarded = oldest.try_recv().ok();
+                (discarded, self.sender.try_send(msg))
+            };
+            // Outside the guard: the discarded message's `Drop` is user code.
+            if discarded.is_some() {
+                displaced += 1;
+                self.state.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            match sent {
+                Ok(()) => return (Attempt::Delivered, displaced),
+                Err(TrySendError::Full(back)) => msg = back,
+                Err(TrySendError::Disconnected(msg)) => return (Attempt::Gone(msg), displaced),
+            }
+        }
+        (Attempt::Full(msg), displaced)
+    }
+
+    /// Records that a message meant for this subscriber was not delivered. Returns `true` if
+    /// this miss reaches the eviction threshold; exactly one miss does.
+    pub(crate) fn record_drop(&self) -> bool {
+        self.state.dropped.fetch_add(1, Ordering::Relaxed);
+        self.record_miss()
+    }
+
+    /// Counts a miss towards eviction (a drop, or a `DropOldest` discard). Returns `true` for
+    /// the one miss that reaches the threshold.
+    pub(crate) fn record_miss(&self) -> bool {
+        match self.evict_after {
+            None => false,
+            Some(limit) => {
+                self.state
+                    .consecutive_misses
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1
+                    == limit.get()
+            }
+        }
+    }
+
+    /// Records a loss-free delivery: the run of misses is broken.
+    pub(crate) fn record_delivery(&self) {
+        // Read first: a store on every delivery would bounce the cache line between
+        // publishers for nothing, since the count is almost always already 0.
+        if self.evict_after.is_some() && self.state.consecutive_misses.load(Ordering::Relaxed) != 0
+        {
+            self.state.consecutive_misses.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Shuts the subscriber for missing too many messages. Returns `true` if this call evicted
+    /// it (it had not left already).
+    pub(crate) fn evict(&self) -> bool {
+        self.state.shut(Lifecycle::Evicted)
+    }
+}
