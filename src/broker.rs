@@ -31,7 +31,7 @@ use crate::dispatch::Pool;
 use crate::error::Error;
 use crate::registry::{Registry, Retired, Route};
 use crate::stats::{BrokerStats, Counters, PublishReport, TopicStats};
-use crate::subscriber::{Subscriber, SubscriberState};
+use crate::subscriber::{Origin, Subscriber, SubscriberState};
 use crate::subscription::Subscription;
 use crate::topic::{validate_pattern, validate_topic};
 
@@ -188,7 +188,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
         pattern: &str,
         options: SubscribeOptions,
     ) -> Result<Subscription<T>, Error> {
-        self.join(pattern, None, options)
+        self.join(pattern, None, options, None)
     }
 
     /// Joins queue group `group` on `pattern`: each message matching the pattern goes to
@@ -251,14 +251,27 @@ impl<T: Clone + Send + 'static> Broker<T> {
                 },
             });
         }
-        self.join(pattern, Some(group), options)
+        self.join(pattern, Some(group), options, None)
     }
 
-    fn join(
+    /// A new publisher identity for [`publish_from`](Self::publish_from) and
+    /// [`join`](Self::join). Unique per broker.
+    #[allow(dead_code, reason = "the hook for bridges; no bridge is built yet")]
+    pub(crate) fn new_origin(&self) -> Origin {
+        // Ids start at 0, so `+ 1` is never zero before `u64` wraps, which it cannot in
+        // practice (one id per subscription or bridge).
+        let id = self.handle.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        Origin::new(id.wrapping_add(1)).unwrap_or(Origin::MAX)
+    }
+
+    /// Subscribes to `pattern`, in `group` if any, as `origin` if any: publishes from the same
+    /// origin skip this subscription.
+    pub(crate) fn join(
         &self,
         pattern: &str,
         group: Option<&str>,
         options: SubscribeOptions,
+        origin: Option<Origin>,
     ) -> Result<Subscription<T>, Error> {
         let shared = &self.handle.shared;
         validate_pattern(pattern).map_err(|reason| Error::InvalidTopic {
@@ -266,7 +279,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
             reason,
         })?;
         let config = options.resolve(shared.config.subscriber)?;
-        shared.add_subscriber(pattern, group.map(Arc::from), config)
+        shared.add_subscriber(pattern, group.map(Arc::from), config, origin)
     }
 
     /// Publishes `msg` to every subscription whose pattern matches `topic` (and to one member
@@ -313,6 +326,18 @@ impl<T: Clone + Send + 'static> Broker<T> {
     /// # Ok::<(), syncmq::Error>(())
     /// ```
     pub fn publish(&self, topic: &str, msg: T) -> Result<PublishReport, Error> {
+        self.publish_from(topic, msg, None)
+    }
+
+    /// [`publish`](Self::publish) on behalf of `origin`: subscribers carrying the same origin
+    /// are skipped. For bridges, so that what they import is not exported again.
+    #[allow(dead_code, reason = "the hook for bridges; no bridge is built yet")]
+    pub(crate) fn publish_from(
+        &self,
+        topic: &str,
+        msg: T,
+        origin: Option<Origin>,
+    ) -> Result<PublishReport, Error> {
         let shared = &self.handle.shared;
         if let Err(reason) = validate_topic(topic) {
             return Err(Error::InvalidTopic {
@@ -333,7 +358,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
             return Ok(PublishReport::default());
         };
 
-        Ok(shared.deliver(&route, msg))
+        Ok(shared.deliver(&route, msg, origin))
     }
 
     /// Closes the broker. Idempotent.
@@ -465,6 +490,7 @@ impl<T: Clone + Send + 'static> Shared<T> {
         key: &str,
         group: Option<Arc<str>>,
         config: SubscriberConfig,
+        origin: Option<Origin>,
     ) -> Result<Subscription<T>, Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key: Arc<str> = Arc::from(key);
@@ -484,6 +510,7 @@ impl<T: Clone + Send + 'static> Shared<T> {
                 config,
                 state.clone(),
                 (sender, &receiver),
+                origin,
             );
             registry.insert(Arc::new(subscriber), group.as_ref())
         };
@@ -500,12 +527,17 @@ impl<T: Clone + Send + 'static> Shared<T> {
 
     /// Delivers one message along a route, inline or over the pool, and does the
     /// bookkeeping: counters, evictions.
-    fn deliver(&self, route: &Arc<Route<T>>, msg: T) -> PublishReport {
+    fn deliver(&self, route: &Arc<Route<T>>, msg: T, origin: Option<Origin>) -> PublishReport {
         let deadline = self
             .config
             .publish_timeout
             .and_then(|timeout| Instant::now().checked_add(timeout));
-        let outcome = self.deliver_along(route, msg, deadline);
+        let context = Context {
+            closing: &self.closing,
+            deadline,
+            origin,
+        };
+        let outcome = self.deliver_along(route, msg, context);
         for counters in route.counters.iter() {
             counters.record_publish();
         }
@@ -531,13 +563,9 @@ impl<T: Clone + Send + 'static> Shared<T> {
         }
     }
 
-    fn deliver_along(&self, route: &Arc<Route<T>>, msg: T, deadline: Option<Instant>) -> Outcome {
+    fn deliver_along(&self, route: &Arc<Route<T>>, msg: T, context: Context<'_>) -> Outcome {
         let len = route.subscribers.len();
         let workers = self.config.workers;
-        let context = Context {
-            closing: &self.closing,
-            deadline,
-        };
         if workers == 0 || len < self.config.dispatch_threshold {
             return deliver(&route.subscribers, &route.groups, msg, context);
         }
@@ -548,7 +576,7 @@ impl<T: Clone + Send + 'static> Shared<T> {
         match self.pool.lease(stripes - 1) {
             Some(lease) => self
                 .pool
-                .deliver_striped(lease, route, stripes, msg, deadline),
+                .deliver_striped(lease, route, stripes, msg, context),
             // The pool shut down after our snapshot was taken: deliver inline; the close
             // signal makes any wait end at once.
             None => deliver(&route.subscribers, &route.groups, msg, context),

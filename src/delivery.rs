@@ -28,7 +28,7 @@ use crossbeam_channel::{Receiver, Select};
 use crate::config::Overflow;
 use crate::registry::Group;
 use crate::stats::Counters;
-use crate::subscriber::{Attempt, Subscriber};
+use crate::subscriber::{Attempt, Origin, Subscriber};
 
 /// What one publish carries into delivery besides the message.
 #[derive(Clone, Copy)]
@@ -37,6 +37,8 @@ pub(crate) struct Context<'a> {
     pub(crate) closing: &'a Receiver<()>,
     /// The whole publish's deadline (`publish_timeout`), if any.
     pub(crate) deadline: Option<Instant>,
+    /// Who is publishing, if it is a bridge: its own subscribers are skipped.
+    pub(crate) origin: Option<Origin>,
 }
 
 /// What happened to one message over a list of subscribers and groups.
@@ -87,6 +89,12 @@ pub(crate) fn deliver<'a, T: Clone + 'a>(
     };
     for subscriber in subscribers {
         let Some(msg) = copies.next() else { break };
+        if context.origin.is_some() && subscriber.origin == context.origin {
+            // A bridge's own subscription does not hear what that bridge publishes: this is
+            // what keeps a subject both exported and imported from looping. Not routed, so not
+            // counted.
+            continue;
+        }
         run.offer(subscriber, msg);
     }
     for group in groups {

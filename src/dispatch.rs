@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 
 use crate::delivery::{Context, Outcome, deliver};
 use crate::registry::Route;
+use crate::subscriber::Origin;
 
 /// What a finished stripe reports: its outcome, or the panic of a user `Clone` impl.
 type StripeResult = Result<Outcome, Box<dyn Any + Send>>;
@@ -38,8 +39,9 @@ pub(crate) struct Job<T> {
     stripe: Range<usize>,
     /// This stripe's copy of the message.
     msg: T,
-    /// The publish's overall deadline, if any.
+    /// The publish's overall deadline and origin.
     deadline: Option<Instant>,
+    origin: Option<Origin>,
     /// Where the outcome goes; the publish waits on the other end.
     done: Sender<StripeResult>,
 }
@@ -51,9 +53,14 @@ impl<T: Clone> Job<T> {
             stripe,
             msg,
             deadline,
+            origin,
             done,
         } = self;
-        let context = Context { closing, deadline };
+        let context = Context {
+            closing,
+            deadline,
+            origin,
+        };
         // A panic here can only come from the user's `Clone` impl. Catch it so the dispatch
         // thread survives, and hand it to the publishing thread, which resumes it: the user
         // sees the panic where it would have happened without the pool.
@@ -160,7 +167,7 @@ impl<T: Clone + Send + 'static> Pool<T> {
         route: &Arc<Route<T>>,
         stripes: usize,
         msg: T,
-        deadline: Option<Instant>,
+        context: Context<'_>,
     ) -> Outcome {
         let len = route.subscribers.len();
         let stripes = stripes.clamp(1, len.max(1));
@@ -171,7 +178,8 @@ impl<T: Clone + Send + 'static> Pool<T> {
                 route: route.clone(),
                 stripe: bounds(k)..bounds(k + 1),
                 msg: msg.clone(),
-                deadline,
+                deadline: context.deadline,
+                origin: context.origin,
                 done: done.clone(),
             };
             // Cannot fail: `self.job_queue` keeps the queue connected.
@@ -180,10 +188,6 @@ impl<T: Clone + Send + 'static> Pool<T> {
         drop(done);
         drop(lease);
 
-        let context = Context {
-            closing: &self.closing,
-            deadline,
-        };
         // The publishing thread's stripe also carries every queue group: groups are few, and
         // each costs about one send.
         let mut outcome = deliver(&route.subscribers[..bounds(1)], &route.groups, msg, context);

@@ -1,7 +1,7 @@
 //! The broker's half of a subscriber: its queue's sending side, its policy, and the state it
 //! shares with the [`Subscription`](crate::Subscription) (lifecycle gate and counters).
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -10,6 +10,11 @@ use parking_lot::RwLock;
 
 use crate::config::{Overflow, SubscriberConfig};
 use crate::stats::Counters;
+
+/// A publisher identity that a subscriber can carry, so that it does not receive what that
+/// publisher publishes. Used by bridges to other brokers, so that a message they import is
+/// never exported again. Plain subscriptions and publishes have none.
+pub(crate) type Origin = NonZeroU64;
 
 /// The broker's half of one subscription: where to send, and how.
 pub(crate) struct Subscriber<T> {
@@ -31,6 +36,8 @@ pub(crate) struct Subscriber<T> {
     pub(crate) overflow: Overflow,
     /// Consecutive misses after which the subscriber is evicted.
     evict_after: Option<NonZeroU32>,
+    /// Publishes from this origin skip this subscriber.
+    pub(crate) origin: Option<Origin>,
     /// State shared with the [`Subscription`](crate::Subscription).
     pub(crate) state: Arc<SubscriberState>,
 }
@@ -132,6 +139,7 @@ impl<T> Subscriber<T> {
         config: SubscriberConfig,
         state: Arc<SubscriberState>,
         (sender, receiver): (Sender<T>, &Receiver<T>),
+        origin: Option<Origin>,
     ) -> Self {
         let oldest = (config.overflow == Overflow::DropOldest && config.capacity > 0)
             .then(|| receiver.clone());
@@ -143,6 +151,7 @@ impl<T> Subscriber<T> {
             oldest,
             overflow: config.overflow,
             evict_after: config.evict_after,
+            origin,
             state,
         }
     }
