@@ -14,26 +14,58 @@
 //! # Ok::<(), syncmq::Error>(())
 //! ```
 //!
-//! # Topics
+//! # Topics and filters
 //!
 //! A topic is a `.`-separated list of non-empty tokens, such as `orders.created.eu`, of at
-//! most [`MAX_TOPIC_LEN`] bytes of printable, non-whitespace characters. `*` and `>` are
-//! reserved for wildcards. A bad topic is an [`Error::InvalidTopic`] that says what is wrong;
-//! [`validate_topic`] checks one up front. Matching is exact: a subscriber of `orders` does not
-//! receive `orders.created`.
+//! most [`MAX_TOPIC_LEN`] bytes of printable, non-whitespace characters. A subscription names
+//! a topic or a *pattern* with NATS wildcards: `*` matches exactly one token, `>` (last token
+//! only) one or more trailing tokens. Publishing to a pattern is an error. A bad topic or
+//! pattern is an [`Error::InvalidTopic`] that says what is wrong; [`validate_topic`] and
+//! [`validate_pattern`] check one up front, and [`pattern_matches`] is the matching rule.
 //!
 //! ```
 //! use syncmq::{Broker, Error, TopicError};
 //!
-//! let broker = Broker::<u32>::new();
-//! let err = broker.subscribe("orders..created").unwrap_err();
+//! let broker = Broker::new();
+//! let one_level = broker.subscribe("orders.*")?;
+//! let all_below = broker.subscribe("orders.>")?;
+//! broker.publish("orders.created", 1)?;
+//! broker.publish("orders.created.eu", 2)?;
+//! assert_eq!(one_level.try_iter().collect::<Vec<_>>(), [1]);
+//! assert_eq!(all_below.try_iter().collect::<Vec<_>>(), [1, 2]);
+//!
 //! assert_eq!(
-//!     err,
+//!     broker.subscribe("orders..created").unwrap_err(),
 //!     Error::InvalidTopic {
 //!         topic: "orders..created".into(),
 //!         reason: TopicError::EmptyToken { position: 7 },
 //!     }
 //! );
+//! # Ok::<(), syncmq::Error>(())
+//! ```
+//!
+//! Routing stays cheap: with no wildcard subscription, a publish is one hash lookup; with
+//! some, the subscribers of each published topic are resolved once through a token trie and
+//! cached (at most 4096 topics; any change to the subscriptions empties the cache).
+//!
+//! # Queue groups
+//!
+//! [`Broker::subscribe_group`] makes a subscription a member of a named group on a pattern:
+//! each matching message goes to exactly one member of each group (preferring members with
+//! room, round-robin), besides every plain subscriber. One broker does both pub/sub and work
+//! queues.
+//!
+//! ```
+//! use syncmq::Broker;
+//!
+//! let broker = Broker::new();
+//! let workers: Vec<_> = (0..3).map(|_| broker.subscribe_group("jobs.>", "resizers")).collect::<Result<_, _>>()?;
+//! for job in 0..6 {
+//!     assert_eq!(broker.publish("jobs.resize", job)?.groups, 1);
+//! }
+//! let done: usize = workers.iter().map(|w| w.try_iter().count()).sum();
+//! assert_eq!(done, 6); // each job exactly once
+//! # Ok::<(), syncmq::Error>(())
 //! ```
 //!
 //! # Receiving
@@ -62,17 +94,25 @@
 //!
 //! [`Broker::publish`] is synchronous: it returns when every subscriber's send has completed or
 //! given up, and its [`PublishReport`] says how many subscribers got the message and how many
-//! did not. What happens at a full queue is the [`Overflow`] policy:
+//! did not. What happens at a full queue is the [`Overflow`] policy, set for the broker or per
+//! subscription with [`SubscribeOptions`]:
 //!
 //! - [`Overflow::Timeout`] (the default, 5 ms): wait until a deadline computed for that send,
 //!   then skip the subscriber;
 //! - [`Overflow::Block`]: wait for room, however long;
-//! - [`Overflow::Drop`]: never wait.
+//! - [`Overflow::Drop`]: never wait;
+//! - [`Overflow::DropOldest`]: never wait; discard the oldest queued message instead.
 //!
 //! Every subscriber with room gets the message first; the full ones are then waited on
 //! together, so one stalled subscriber costs one timeout per publish and never delays the
-//! others. Nothing is lost silently: every skipped message is counted in the report, in the
-//! subscriber's [`dropped`](Subscription::dropped) and in [`Broker::stats`].
+//! others. [`BrokerBuilder::publish_timeout`] caps a whole publish, and
+//! [`BrokerBuilder::evict_after`] removes a subscriber that misses too many messages in a row,
+//! after which publishes pay nothing for it and its `recv` ends with [`RecvError::Evicted`].
+//!
+//! Nothing is lost silently: every skipped message is counted in the report, in the
+//! subscriber's [`dropped`](Subscription::dropped) (and [`take_missed`](Subscription::take_missed),
+//! which tells a consumer how many it missed since it last asked), in [`Broker::topic_stats`]
+//! and in [`Broker::stats`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -83,7 +123,7 @@
 //! broker.publish("prices", 1)?;
 //! let report = broker.publish("prices", 2)?; // `slow` is full: skipped after 1 ms
 //! assert_eq!((report.delivered, report.dropped), (0, 1));
-//! assert_eq!(slow.dropped(), 1);
+//! assert_eq!(slow.take_missed(), 1);
 //! assert_eq!(broker.stats().dropped, 1);
 //! # Ok::<(), syncmq::Error>(())
 //! ```
