@@ -128,8 +128,9 @@ impl<T: Clone> Copies<T> {
 /// A send that found its queue full and will be retried in phase 2.
 struct Waiting<'a, T> {
     subscriber: &'a Subscriber<T>,
-    /// Whether this send is a queue group's delivery.
-    for_group: bool,
+    /// The queue group this send delivers for, if any: if `subscriber` leaves during the
+    /// wait, the message is offered to the group's other members instead.
+    group: Option<&'a Group<T>>,
     /// `None` once the send is settled (delivered or dropped).
     msg: Option<T>,
     /// `None` waits without a deadline (`Overflow::Block`, or a timeout too large to add).
@@ -191,32 +192,67 @@ impl<'a, T: Clone> Run<'a, '_, T> {
         match subscriber.try_deliver(msg) {
             Attempt::Delivered => self.delivered(subscriber, false, 0),
             Attempt::Gone(_) => self.gone(subscriber),
-            Attempt::Full(msg) => self.full(subscriber, msg, false),
+            Attempt::Full(msg) => {
+                if let Some(waiting) = self.full(subscriber, msg, None) {
+                    self.waiting.push(waiting);
+                }
+            }
+        }
+    }
+
+    /// Offers `msg` to a queue group: one member gets it.
+    fn offer_group(&mut self, group: &'a Group<T>, msg: T) {
+        if let Some(waiting) = self.offer_members(group, msg) {
+            self.waiting.push(waiting);
         }
     }
 
     /// Offers `msg` to the group's members from the cursor on; the first with room takes it.
-    fn offer_group(&mut self, group: &'a Group<T>, mut msg: T) {
+    /// If every member is full, the policy of the first full one (normally the member whose
+    /// turn it was) applies; a send to wait for is returned. Leaving members are skipped, so
+    /// a member leaving never costs the group its message while another one remains.
+    fn offer_members(&mut self, group: &'a Group<T>, mut msg: T) -> Option<Waiting<'a, T>> {
         let members = &group.members;
         // `Relaxed`: the cursor only spreads load, any interleaving is fine.
         let start = group.cursor.fetch_add(1, Ordering::Relaxed) % members.len().max(1);
+        let mut first_full = None;
         for offset in 0..members.len() {
             let member = &members[(start + offset) % members.len()];
             match member.try_deliver(msg) {
-                Attempt::Delivered => return self.delivered(member, true, 0),
-                // Try the next member; a leaving member never costs the group its message.
-                Attempt::Full(back) | Attempt::Gone(back) => msg = back,
+                Attempt::Delivered => {
+                    self.delivered(member, true, 0);
+                    return None;
+                }
+                Attempt::Full(back) => {
+                    first_full = first_full.or(Some(member));
+                    msg = back;
+                }
+                Attempt::Gone(back) => msg = back,
             }
         }
-        // Every member is full (or leaving): the policy of the member whose turn it was.
-        match members.get(start) {
-            Some(member) => self.full(member, msg, true),
-            None => self.outcome.dropped += 1,
+        match first_full {
+            Some(member) => self.full(member, msg, Some(group)),
+            None => {
+                // Every member has left: the group is about to disappear.
+                self.outcome.dropped += 1;
+                if let Some(member) = members.first() {
+                    self.tally.switch_to(&member.counters);
+                    self.tally.dropped += 1;
+                }
+                None
+            }
         }
     }
 
-    /// Applies the subscriber's overflow policy to a message its full queue refused.
-    fn full(&mut self, subscriber: &'a Subscriber<T>, msg: T, for_group: bool) {
+    /// Applies the subscriber's overflow policy to a message its full queue refused. Returns
+    /// the send to wait for, if the policy waits.
+    fn full(
+        &mut self,
+        subscriber: &'a Subscriber<T>,
+        msg: T,
+        group: Option<&'a Group<T>>,
+    ) -> Option<Waiting<'a, T>> {
+        let for_group = group.is_some();
         match subscriber.overflow {
             Overflow::DropOldest => {
                 let (attempt, displaced) = subscriber.displace_oldest(msg);
@@ -225,17 +261,21 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                     Attempt::Gone(_) => self.gone(subscriber),
                     Attempt::Full(_) => self.dropped(subscriber),
                 }
+                None
             }
             overflow if overflow.waits() => {
                 let start = *self.now.get_or_insert_with(Instant::now);
-                self.waiting.push(Waiting {
+                Some(Waiting {
                     subscriber,
-                    for_group,
+                    group,
                     msg: Some(msg),
                     deadline: deadline(overflow, start, self.context.deadline),
-                });
+                })
             }
-            _ => self.dropped(subscriber),
+            _ => {
+                self.dropped(subscriber);
+                None
+            }
         }
     }
 
@@ -325,15 +365,21 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                     };
                     // `ready` only says the send would not block *now*; another publisher may
                     // take the free slot first, so this can still find the queue full.
-                    match entry.subscriber.try_deliver(msg) {
-                        Attempt::Delivered => {
-                            let (subscriber, for_group) = (entry.subscriber, entry.for_group);
-                            self.delivered(subscriber, for_group, 0);
-                        }
-                        Attempt::Gone(_) => {
-                            let subscriber = entry.subscriber;
-                            self.gone(subscriber);
-                        }
+                    let (subscriber, group) = (entry.subscriber, entry.group);
+                    match subscriber.try_deliver(msg) {
+                        Attempt::Delivered => self.delivered(subscriber, group.is_some(), 0),
+                        Attempt::Gone(msg) => match group {
+                            // A group member left while we waited on it: the group's other
+                            // members get their chance, and possibly a wait of their own.
+                            Some(group) => {
+                                if let Some(next) = self.offer_members(group, msg) {
+                                    select.send(&next.subscriber.sender);
+                                    waiting.push(next);
+                                    unsettled += 1;
+                                }
+                            }
+                            None => self.gone(subscriber),
+                        },
                         Attempt::Full(msg) => {
                             entry.msg = Some(msg);
                             continue;

@@ -173,33 +173,48 @@ impl<T: Clone + Send + 'static> Pool<T> {
         let stripes = stripes.clamp(1, len.max(1));
         let bounds = |k: usize| k * len / stripes;
         let (done, results) = crossbeam_channel::bounded(stripes);
-        for k in 1..stripes {
-            let job = Job {
-                route: route.clone(),
-                stripe: bounds(k)..bounds(k + 1),
-                msg: msg.clone(),
-                deadline: context.deadline,
-                origin: context.origin,
-                done: done.clone(),
-            };
-            // Cannot fail: `self.job_queue` keeps the queue connected.
-            let _ = lease.jobs.send(job);
-        }
+        // A user `Clone` may panic here or in our own stripe. Either way, the stripes already
+        // queued are still waited for before the panic goes on: `publish` must not return
+        // (even by unwinding) while a stripe of it may still deliver, or a later publish
+        // from this thread could overtake it.
+        let mut queued = 0;
+        let queueing = panic::catch_unwind(AssertUnwindSafe(|| {
+            for k in 1..stripes {
+                let job = Job {
+                    route: route.clone(),
+                    stripe: bounds(k)..bounds(k + 1),
+                    msg: msg.clone(),
+                    deadline: context.deadline,
+                    origin: context.origin,
+                    done: done.clone(),
+                };
+                // Cannot fail: `self.job_queue` keeps the queue connected.
+                let _ = lease.jobs.send(job);
+                queued += 1;
+            }
+        }));
         drop(done);
         drop(lease);
 
         // The publishing thread's stripe also carries every queue group: groups are few, and
         // each costs about one send.
-        let mut outcome = deliver(&route.subscribers[..bounds(1)], &route.groups, msg, context);
-        let mut pending = stripes - 1;
-        let mut panicked = None;
+        let own_stripe = queueing.and_then(|()| {
+            panic::catch_unwind(AssertUnwindSafe(|| {
+                deliver(&route.subscribers[..bounds(1)], &route.groups, msg, context)
+            }))
+        });
+        let (mut outcome, mut panicked) = match own_stripe {
+            Ok(outcome) => (outcome, None),
+            Err(payload) => (Outcome::default(), Some(payload)),
+        };
+        let mut pending = queued;
         while pending > 0 {
             select! {
                 recv(results) -> result => {
                     pending -= 1;
                     match result {
                         Ok(Ok(stripe)) => outcome.merge(stripe),
-                        Ok(Err(payload)) => panicked = Some(payload),
+                        Ok(Err(payload)) => panicked = panicked.or(Some(payload)),
                         // Unreachable: every job reports before dropping its sender.
                         Err(_) => break,
                     }
