@@ -1,0 +1,597 @@
+//! Publishing and subscribing: every subscriber gets every message in per-publisher order,
+//! `publish` is synchronous, topics are isolated, and unsubscribing (explicit or by `Drop`) is
+//! immediate.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::select;
+use syncmq::{Broker, Error, Overflow, PublishReport, RecvError, Subscription, TryRecvError};
+
+/// How long a guarded operation may take before the test fails instead of hanging.
+const GUARD: Duration = Duration::from_secs(10);
+
+/// Messages per publisher in the threaded tests.
+const COUNT: usize = if cfg!(miri) { 100 } else { 2_000 };
+
+/// A thread whose result is awaited with a deadline: a thread that stays blocked because of a
+/// bug fails the test instead of hanging it.
+struct Guarded<R> {
+    result: crossbeam_channel::Receiver<thread::Result<R>>,
+}
+
+/// Spawns `f` on a new thread; [`Guarded::join`] waits at most [`GUARD`] for it.
+fn spawn_guarded<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Guarded<R> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    thread::spawn(move || {
+        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
+    });
+    Guarded { result: rx }
+}
+
+impl<R> Guarded<R> {
+    /// The thread's result; passes its panic on, and fails if it is still running after
+    /// [`GUARD`].
+    fn join(self) -> R {
+        match self.result.recv_timeout(GUARD) {
+            Ok(Ok(result)) => result,
+            Ok(Err(payload)) => panic::resume_unwind(payload),
+            Err(_) => panic!("thread still blocked after {GUARD:?}"),
+        }
+    }
+}
+
+/// Compile-time check: `Broker` is `Clone + Send + Sync` for every message type the API
+/// accepts, even one that is not `Sync` itself.
+#[allow(dead_code, reason = "only the trait bounds matter")]
+trait AssertCloneSendSync: Clone + Send + Sync + 'static {}
+impl<T: Clone + Send + 'static> AssertCloneSendSync for Broker<T> {}
+impl AssertCloneSendSync for PublishReport {}
+
+/// Compile-time check: `Subscription` can move to another thread.
+#[allow(dead_code, reason = "only the trait bounds matter")]
+trait AssertSend: Send + 'static {}
+impl<T: Send + 'static> AssertSend for Subscription<T> {}
+
+// ---------------------------------------------------------------------------------------------
+// Smoke
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn smoke_published_message_reaches_subscriber() {
+    let broker = Broker::new();
+    let sub = broker.subscribe("greetings").unwrap();
+    let report = broker.publish("greetings", "hello").unwrap();
+    assert_eq!(
+        (report.delivered, report.dropped, report.routed()),
+        (1, 0, 1)
+    );
+    assert_eq!(sub.recv(), Ok("hello"));
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(sub.topic(), "greetings");
+    assert_eq!(sub.dropped(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single thread
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn every_subscriber_gets_every_message_in_publish_order() {
+    let broker = Broker::builder().capacity(128).build();
+    let subs: Vec<_> = (0..3).map(|_| broker.subscribe("t").unwrap()).collect();
+    for i in 0..100u32 {
+        let report = broker.publish("t", i).unwrap();
+        assert_eq!(report.delivered, 3, "message {i}");
+        assert_eq!(report.dropped, 0, "message {i}");
+        assert_eq!(report.routed(), 3, "message {i}");
+    }
+    for sub in &subs {
+        assert_eq!(sub.len(), 100);
+        assert_eq!(
+            sub.try_iter().collect::<Vec<_>>(),
+            (0..100).collect::<Vec<_>>()
+        );
+        assert_eq!(sub.dropped(), 0);
+    }
+    let stats = broker.stats();
+    assert_eq!(
+        (stats.published, stats.delivered, stats.dropped),
+        (100, 300, 0)
+    );
+}
+
+#[test]
+fn message_is_queued_for_every_subscriber_when_publish_returns() {
+    let broker = Broker::builder().capacity(4).build();
+    let subs: Vec<_> = (0..5).map(|_| broker.subscribe("sync").unwrap()).collect();
+    for i in 0..50u32 {
+        broker.publish("sync", i).unwrap();
+        // No waiting of any kind: the message must already be in every queue.
+        for sub in &subs {
+            assert_eq!(sub.try_recv(), Ok(i));
+        }
+    }
+}
+
+#[test]
+fn message_is_queued_for_every_subscriber_when_striped_publish_returns() {
+    // The dispatch pool path: stripes on broker threads must all be done when publish returns.
+    let broker = Broker::builder()
+        .capacity(4)
+        .workers(2)
+        .dispatch_threshold(2)
+        .build();
+    let subs: Vec<_> = (0..16).map(|_| broker.subscribe("sync").unwrap()).collect();
+    for i in 0..200u32 {
+        let report = broker.publish("sync", i).unwrap();
+        assert_eq!((report.delivered, report.dropped), (16, 0));
+        for sub in &subs {
+            assert_eq!(sub.try_recv(), Ok(i));
+        }
+    }
+    assert!(broker.stats().dispatch_threads >= 1);
+}
+
+#[test]
+fn publish_without_subscribers_routes_to_nobody() {
+    let broker = Broker::<u8>::new();
+    let report = broker.publish("nobody.listens", 1).unwrap();
+    assert_eq!(report, PublishReport::default());
+    assert_eq!(
+        (report.delivered, report.dropped, report.routed()),
+        (0, 0, 0)
+    );
+    let stats = broker.stats();
+    assert_eq!((stats.published, stats.delivered, stats.dropped), (1, 0, 0));
+    assert_eq!((stats.topics, stats.subscribers), (0, 0));
+}
+
+#[test]
+fn subscriber_gets_only_messages_published_while_subscribed() {
+    let broker = Broker::new();
+    let early = broker.subscribe("t").unwrap();
+    broker.publish("t", 1).unwrap();
+    let late = broker.subscribe("t").unwrap();
+    broker.publish("t", 2).unwrap();
+    assert_eq!(early.unsubscribe(), [1, 2]);
+    broker.publish("t", 3).unwrap();
+    assert_eq!(late.try_iter().collect::<Vec<_>>(), [2, 3]);
+}
+
+#[test]
+fn topics_match_exactly_and_are_isolated() {
+    let broker = Broker::new();
+    let topics = [
+        "orders",
+        "orders.created",
+        "orders.created.eu",
+        "Orders",
+        "order",
+        "created",
+    ];
+    let subs: Vec<_> = topics
+        .iter()
+        .map(|topic| broker.subscribe(topic).unwrap())
+        .collect();
+    for topic in topics {
+        let report = broker.publish(topic, topic.to_owned()).unwrap();
+        assert_eq!(report.routed(), 1, "{topic}");
+    }
+    assert_eq!(
+        broker
+            .publish("orders.created.us", "x".into())
+            .unwrap()
+            .routed(),
+        0
+    );
+    for (sub, topic) in subs.iter().zip(topics) {
+        assert_eq!(sub.topic(), topic);
+        assert_eq!(sub.try_iter().collect::<Vec<_>>(), [topic], "{topic}");
+    }
+}
+
+#[test]
+fn subscriber_count_follows_subscribe_and_unsubscribe() {
+    let broker = Broker::<u8>::new();
+    assert_eq!(broker.subscriber_count("a"), 0);
+    let a1 = broker.subscribe("a").unwrap();
+    let a2 = broker.subscribe("a").unwrap();
+    let b = broker.subscribe("a.b").unwrap();
+    assert_eq!(broker.subscriber_count("a"), 2);
+    assert_eq!(broker.subscriber_count("a.b"), 1);
+    assert_eq!(broker.subscriber_count("b"), 0);
+    assert_eq!(broker.subscriber_count("not a topic"), 0);
+    let stats = broker.stats();
+    assert_eq!((stats.topics, stats.subscribers), (2, 3));
+
+    drop(a1);
+    assert_eq!(broker.subscriber_count("a"), 1);
+    assert!(a2.unsubscribe().is_empty());
+    assert_eq!(broker.subscriber_count("a"), 0);
+    let stats = broker.stats();
+    assert_eq!((stats.topics, stats.subscribers), (1, 1));
+    drop(b);
+    let stats = broker.stats();
+    assert_eq!((stats.topics, stats.subscribers), (0, 0));
+}
+
+#[test]
+fn unsubscribe_returns_queued_messages_in_order() {
+    let broker = Broker::new();
+    let sub = broker.subscribe("t").unwrap();
+    let other = broker.subscribe("t").unwrap();
+    for i in 0..5 {
+        broker.publish("t", i).unwrap();
+    }
+    assert_eq!(sub.recv(), Ok(0));
+    assert_eq!(sub.unsubscribe(), [1, 2, 3, 4]);
+    assert_eq!(broker.subscriber_count("t"), 1);
+
+    // The remaining subscriber is unaffected and later publishes route to it alone.
+    let report = broker.publish("t", 5).unwrap();
+    assert_eq!((report.delivered, report.dropped), (1, 0));
+    assert_eq!(other.try_iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn unsubscribe_with_empty_queue_returns_nothing() {
+    let broker = Broker::<u8>::new();
+    let sub = broker.subscribe("t").unwrap();
+    assert_eq!(sub.unsubscribe(), Vec::<u8>::new());
+    assert_eq!(broker.publish("t", 1).unwrap().routed(), 0);
+}
+
+#[test]
+fn dropping_subscription_unsubscribes_at_once() {
+    let broker = Broker::new();
+    let sub = broker.subscribe("t").unwrap();
+    broker.publish("t", 1).unwrap();
+    drop(sub);
+    assert_eq!(broker.subscriber_count("t"), 0);
+    let report = broker.publish("t", 2).unwrap();
+    assert_eq!(
+        (report.delivered, report.dropped, report.routed()),
+        (0, 0, 0)
+    );
+    assert_eq!(broker.stats().subscribers, 0);
+}
+
+#[test]
+fn dropped_full_subscription_does_not_block_later_publish() {
+    let broker = Broker::builder()
+        .capacity(1)
+        .overflow(Overflow::Block)
+        .build();
+    let stalled = broker.subscribe("t").unwrap();
+    let healthy = broker.subscribe("t").unwrap();
+    broker.publish("t", 1).unwrap();
+    assert_eq!(healthy.recv(), Ok(1));
+    // `stalled` is full; with `Block`, a publish that still routed to it would wait forever.
+    drop(stalled);
+
+    let publisher = broker.clone();
+    let report = spawn_guarded(move || publisher.publish("t", 2).unwrap()).join();
+    assert_eq!(
+        (report.delivered, report.dropped, report.routed()),
+        (1, 0, 1)
+    );
+    assert_eq!(healthy.recv(), Ok(2));
+
+    drop(healthy);
+    let publisher = broker.clone();
+    let report = spawn_guarded(move || publisher.publish("t", 3).unwrap()).join();
+    assert_eq!(report.routed(), 0);
+}
+
+#[test]
+fn receiver_works_in_select() {
+    let broker = Broker::new();
+    let orders = broker.subscribe("orders").unwrap();
+    let prices = broker.subscribe("prices").unwrap();
+    broker.publish("prices", 101).unwrap();
+    select! {
+        recv(orders.receiver()) -> msg => panic!("unexpected order {msg:?}"),
+        recv(prices.receiver()) -> msg => assert_eq!(msg, Ok(101)),
+        default(GUARD) => panic!("select saw no message"),
+    }
+    broker.publish("orders", 7).unwrap();
+    select! {
+        recv(orders.receiver()) -> msg => assert_eq!(msg, Ok(7)),
+        recv(prices.receiver()) -> msg => panic!("unexpected price {msg:?}"),
+        default(GUARD) => panic!("select saw no message"),
+    }
+    assert!(orders.receiver().is_empty() && prices.receiver().is_empty());
+
+    // After close, the receiver reports disconnection, and the subscription says why.
+    broker.close();
+    select! {
+        recv(orders.receiver()) -> msg => assert!(msg.is_err()),
+        default(GUARD) => panic!("receiver did not disconnect on close"),
+    }
+    assert_eq!(orders.recv(), Err(RecvError::Closed));
+}
+
+#[test]
+fn try_iter_yields_what_is_queued_now() {
+    let broker = Broker::new();
+    let sub = broker.subscribe("t").unwrap();
+    assert_eq!(sub.try_iter().next(), None);
+    for i in 0..3 {
+        broker.publish("t", i).unwrap();
+    }
+    assert_eq!(sub.try_iter().collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(sub.try_iter().next(), None);
+    broker.publish("t", 3).unwrap();
+    assert_eq!(sub.try_iter().collect::<Vec<_>>(), [3]);
+}
+
+#[test]
+fn iter_drains_queue_then_ends_on_close() {
+    let broker = Broker::new();
+    let sub = broker.subscribe("t").unwrap();
+    for i in 0..3 {
+        broker.publish("t", i).unwrap();
+    }
+    broker.close();
+    assert_eq!(sub.iter().collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!((&sub).into_iter().next(), None);
+    assert_eq!(sub.into_iter().next(), None);
+}
+
+#[test]
+fn capacity_zero_with_nobody_receiving_drops() {
+    let broker = Broker::builder()
+        .capacity(0)
+        .overflow(Overflow::Drop)
+        .build();
+    let sub = broker.subscribe("t").unwrap();
+    assert_eq!(sub.capacity(), Some(0));
+    let report = broker.publish("t", 1).unwrap();
+    assert_eq!((report.delivered, report.dropped), (0, 1));
+    assert_eq!(sub.dropped(), 1);
+    assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Threaded
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn broker_handles_are_shared_between_threads() {
+    let broker = Broker::new();
+    let sub = broker.subscribe("t").unwrap();
+    // By reference (`Sync`) and by clone (`Clone + Send`).
+    thread::scope(|scope| {
+        scope.spawn(|| broker.publish("t", 1).unwrap());
+    });
+    let clone = broker.clone();
+    spawn_guarded(move || clone.publish("t", 2).unwrap()).join();
+    assert_eq!(sub.try_iter().collect::<Vec<_>>(), [1, 2]);
+}
+
+#[test]
+fn message_type_need_not_be_sync() {
+    let broker = Broker::<Cell<u32>>::new();
+    let sub = broker.subscribe("t").unwrap();
+    let consumer = spawn_guarded(move || sub.recv().map(Cell::into_inner));
+    let publisher = broker.clone();
+    spawn_guarded(move || publisher.publish("t", Cell::new(5)).unwrap()).join();
+    assert_eq!(consumer.join(), Ok(5));
+}
+
+#[test]
+fn subscription_moves_to_receiving_thread() {
+    let broker = Broker::builder().overflow(Overflow::Block).build();
+    let sub = broker.subscribe("t").unwrap();
+    let consumer = spawn_guarded(move || sub.iter().collect::<Vec<_>>());
+    for i in 0..COUNT {
+        broker.publish("t", i).unwrap();
+    }
+    broker.close();
+    assert_eq!(consumer.join(), (0..COUNT).collect::<Vec<_>>());
+}
+
+#[test]
+fn for_loop_over_borrowed_subscription_ends_on_close() {
+    let broker = Broker::builder().overflow(Overflow::Block).build();
+    let sub = broker.subscribe("t").unwrap();
+    let consumer = spawn_guarded(move || {
+        let mut seen = Vec::new();
+        for msg in &sub {
+            seen.push(msg);
+        }
+        seen
+    });
+    for i in 0..100 {
+        broker.publish("t", i).unwrap();
+    }
+    broker.close();
+    assert_eq!(consumer.join(), (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn dropping_into_iter_unsubscribes() {
+    let broker = Broker::builder().overflow(Overflow::Block).build();
+    let sub = broker.subscribe("t").unwrap();
+    let consumer = spawn_guarded(move || sub.into_iter().take(3).collect::<Vec<_>>());
+    for i in 0..3 {
+        broker.publish("t", i).unwrap();
+    }
+    assert_eq!(consumer.join(), [0, 1, 2]);
+    assert_eq!(broker.subscriber_count("t"), 0);
+    assert_eq!(broker.publish("t", 3).unwrap().routed(), 0);
+}
+
+#[test]
+fn receiver_select_over_several_subscriptions_on_another_thread() {
+    let broker = Broker::builder().overflow(Overflow::Block).build();
+    let a = broker.subscribe("a").unwrap();
+    let b = broker.subscribe("b").unwrap();
+    let c = broker.subscribe("c").unwrap();
+    let consumer = spawn_guarded(move || {
+        let mut seen: HashMap<&str, Vec<usize>> = HashMap::new();
+        for _ in 0..300 {
+            let (topic, msg) = select! {
+                recv(a.receiver()) -> msg => ("a", msg),
+                recv(b.receiver()) -> msg => ("b", msg),
+                recv(c.receiver()) -> msg => ("c", msg),
+                default(GUARD) => panic!("no message within {GUARD:?}"),
+            };
+            seen.entry(topic).or_default().push(msg.unwrap());
+        }
+        seen
+    });
+    for i in 0..100 {
+        for topic in ["a", "b", "c"] {
+            assert_eq!(broker.publish(topic, i).unwrap().delivered, 1);
+        }
+    }
+    let seen = consumer.join();
+    for topic in ["a", "b", "c"] {
+        assert_eq!(seen[topic], (0..100).collect::<Vec<_>>(), "{topic}");
+    }
+}
+
+#[test]
+fn capacity_zero_delivers_to_receiving_thread() {
+    let broker = Broker::builder()
+        .capacity(0)
+        .overflow(Overflow::Block)
+        .build();
+    let sub = broker.subscribe("t").unwrap();
+    let consumer = spawn_guarded(move || (0..100).map(|_| sub.recv().unwrap()).collect::<Vec<_>>());
+    let publisher = broker.clone();
+    let reports = spawn_guarded(move || {
+        (0..100)
+            .map(|i| publisher.publish("t", i).unwrap())
+            .collect::<Vec<_>>()
+    })
+    .join();
+    for report in reports {
+        assert_eq!((report.delivered, report.dropped), (1, 0));
+    }
+    assert_eq!(consumer.join(), (0..100).collect::<Vec<_>>());
+}
+
+/// Several threads publish `(publisher, sequence)` pairs to one topic; every subscriber drains
+/// on its own thread and must see every message, each publisher's in order.
+fn check_per_publisher_order(broker: &Broker<(usize, usize)>, subscribers: usize) {
+    const PUBLISHERS: usize = 4;
+    let subs: Vec<_> = (0..subscribers)
+        .map(|_| broker.subscribe("ordered").unwrap())
+        .collect();
+    let start = Arc::new(Barrier::new(PUBLISHERS));
+    let consumers: Vec<_> = subs
+        .into_iter()
+        .map(|sub| {
+            spawn_guarded(move || {
+                let mut next = [0usize; PUBLISHERS];
+                for (publisher, seq) in sub.iter() {
+                    assert_eq!(seq, next[publisher], "publisher {publisher} out of order");
+                    next[publisher] += 1;
+                }
+                next
+            })
+        })
+        .collect();
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|publisher| {
+            let broker = broker.clone();
+            let start = start.clone();
+            spawn_guarded(move || {
+                start.wait();
+                for seq in 0..COUNT {
+                    let report = broker.publish("ordered", (publisher, seq)).unwrap();
+                    assert_eq!((report.delivered, report.dropped), (subscribers, 0));
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.join();
+    }
+    broker.close();
+    for consumer in consumers {
+        assert_eq!(consumer.join(), [COUNT; PUBLISHERS]);
+    }
+    let stats = broker.stats();
+    assert_eq!(stats.published, (PUBLISHERS * COUNT) as u64);
+    assert_eq!(stats.delivered, (PUBLISHERS * COUNT * subscribers) as u64);
+    assert_eq!(stats.dropped, 0);
+}
+
+#[test]
+fn each_subscriber_sees_each_publishers_messages_in_order() {
+    // Small queues and `Block`, so publishers keep waiting on subscribers and on each other.
+    let broker = Broker::builder()
+        .capacity(4)
+        .overflow(Overflow::Block)
+        .workers(0)
+        .build();
+    check_per_publisher_order(&broker, 3);
+}
+
+#[test]
+fn each_subscriber_sees_each_publishers_messages_in_order_through_dispatch_pool() {
+    let broker = Broker::builder()
+        .capacity(4)
+        .overflow(Overflow::Block)
+        .workers(2)
+        .dispatch_threshold(2)
+        .build();
+    check_per_publisher_order(&broker, 8);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stress
+// ---------------------------------------------------------------------------------------------
+
+/// The Go ancestor's own test: 100 topics, one subscriber each (on its own thread), one message
+/// each; every subscriber gets exactly its message, then unsubscribes.
+#[test]
+fn hundred_topics_one_subscriber_each_get_exactly_their_message() {
+    const TOPICS: usize = 100;
+    let broker = Broker::new();
+    let subscribed = Arc::new(Barrier::new(TOPICS + 1));
+    let subscribers: Vec<_> = (0..TOPICS)
+        .map(|i| {
+            let broker = broker.clone();
+            let subscribed = subscribed.clone();
+            spawn_guarded(move || {
+                let topic = format!("topic.{i}");
+                let sub = broker.subscribe(&topic).unwrap();
+                subscribed.wait();
+                let msg = sub.recv_timeout(GUARD).unwrap();
+                assert_eq!(msg, format!("message for {topic}"));
+                assert_eq!(sub.try_recv(), Err(TryRecvError::Empty));
+                assert_eq!(sub.unsubscribe(), Vec::<String>::new());
+            })
+        })
+        .collect();
+    subscribed.wait();
+    assert_eq!(broker.stats().subscribers, TOPICS);
+    assert_eq!(broker.stats().topics, TOPICS);
+    for i in 0..TOPICS {
+        let topic = format!("topic.{i}");
+        let report = broker
+            .publish(&topic, format!("message for {topic}"))
+            .unwrap();
+        assert_eq!((report.delivered, report.dropped), (1, 0), "{topic}");
+    }
+    for subscriber in subscribers {
+        subscriber.join();
+    }
+    let stats = broker.stats();
+    assert_eq!((stats.topics, stats.subscribers), (0, 0));
+    assert_eq!(
+        (stats.published, stats.delivered, stats.dropped),
+        (TOPICS as u64, TOPICS as u64, 0)
+    );
+    broker.close();
+    assert_eq!(broker.subscribe("topic.0").unwrap_err(), Error::Closed);
+}
