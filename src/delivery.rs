@@ -39,6 +39,8 @@ pub(crate) struct Context<'a> {
     pub(crate) deadline: Option<Instant>,
     /// Who is publishing, if it is a bridge: its own subscribers are skipped.
     pub(crate) origin: Option<Origin>,
+    /// The topic published to, for the queues that carry it (a bridge's taps).
+    pub(crate) topic: &'a str,
 }
 
 /// What happened to one message over a list of subscribers and groups.
@@ -188,7 +190,7 @@ struct Run<'a, 'c, T> {
 
 impl<'a, T: Clone> Run<'a, '_, T> {
     fn offer(&mut self, subscriber: &'a Subscriber<T>, msg: T) {
-        match subscriber.try_deliver(msg) {
+        match subscriber.try_deliver(msg, self.context.topic) {
             Attempt::Delivered => self.delivered(subscriber, false, 0),
             Attempt::Gone(_) => self.gone(subscriber),
             Attempt::Full(msg) => self.full(subscriber, msg, false),
@@ -202,7 +204,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
         let start = group.cursor.fetch_add(1, Ordering::Relaxed) % members.len().max(1);
         for offset in 0..members.len() {
             let member = &members[(start + offset) % members.len()];
-            match member.try_deliver(msg) {
+            match member.try_deliver(msg, self.context.topic) {
                 Attempt::Delivered => return self.delivered(member, true, 0),
                 // Try the next member; a leaving member never costs the group its message.
                 Attempt::Full(back) | Attempt::Gone(back) => msg = back,
@@ -219,7 +221,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
     fn full(&mut self, subscriber: &'a Subscriber<T>, msg: T, for_group: bool) {
         match subscriber.overflow {
             Overflow::DropOldest => {
-                let (attempt, displaced) = subscriber.displace_oldest(msg);
+                let (attempt, displaced) = subscriber.displace_oldest(msg, self.context.topic);
                 match attempt {
                     Attempt::Delivered => self.delivered(subscriber, for_group, displaced),
                     Attempt::Gone(_) => self.gone(subscriber),
@@ -294,7 +296,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
             // `entry.subscriber` borrows the caller's subscriber list, not `waiting`, so the
             // select may hold it while we take messages out of `waiting`.
             let subscriber: &'a Subscriber<T> = entry.subscriber;
-            select.send(&subscriber.sender);
+            subscriber.queue().register(&mut select);
         }
         let mut unsettled = waiting.len();
 
@@ -325,7 +327,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                     };
                     // `ready` only says the send would not block *now*; another publisher may
                     // take the free slot first, so this can still find the queue full.
-                    match entry.subscriber.try_deliver(msg) {
+                    match entry.subscriber.try_deliver(msg, self.context.topic) {
                         Attempt::Delivered => {
                             let (subscriber, for_group) = (entry.subscriber, entry.for_group);
                             self.delivered(subscriber, for_group, 0);
