@@ -123,15 +123,15 @@
 //!
 //! # Scaling out
 //!
-//! With the `nats` feature, a [`Bridge`] shares subjects between brokers in several processes
+//! With the `nats` feature, a `Bridge` shares subjects between brokers in several processes
 //! or machines through a NATS server or cluster: local publishes matching its export patterns
 //! also go to NATS, and NATS messages matching its import patterns are published into the
 //! broker (or, for a group import, into one process of a NATS queue group). Messages cross as
-//! bytes through a [`Codec`]. A subject may be exported and imported by every broker without
+//! bytes through a `Codec`. A subject may be exported and imported by every broker without
 //! loops or duplicates; delivery across the bridge is at most once, as in NATS core. Each
 //! bridge owns two threads, `syncmq-bridge` (a private single-threaded tokio runtime driving
 //! the async-nats client, so the API stays synchronous) and `syncmq-export` (waiting on the
-//! export queues). See the [`bridge`] module for the details.
+//! export queues). See the `bridge` module (built with the feature) for the details.
 //!
 //! ```no_run
 //! # #[cfg(feature = "nats")]
@@ -154,7 +154,7 @@
 //!
 //! # Cargo features
 //!
-//! - `nats` (off by default): the [`Bridge`] to NATS, and the [`Codec`] trait. Adds the
+//! - `nats` (off by default): the `Bridge` to NATS, and the `Codec` trait. Adds the
 //!   async-nats client, tokio (a `current_thread` runtime), `bytes` and `futures-util` as
 //!   dependencies; without it the crate depends on crossbeam-channel, parking_lot and num_cpus
 //!   only, and none of the bridge is compiled.
