@@ -18,8 +18,8 @@
 //! `Pool::joining`, held while `close` joins the dispatch threads, which never take it.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -31,8 +31,8 @@ use crate::dispatch::Pool;
 use crate::error::Error;
 use crate::registry::{Registry, Retired, Route};
 use crate::stats::{BrokerStats, Counters, PublishReport, TopicStats};
-use crate::subscriber::{Origin, Subscriber, SubscriberState};
-use crate::subscription::Subscription;
+use crate::subscriber::{Origin, Queue, Subscriber, SubscriberState};
+use crate::subscription::{Subscription, Tap};
 use crate::topic::{validate_pattern, validate_topic};
 
 /// A topic-based publish/subscribe broker.
@@ -82,6 +82,13 @@ pub(crate) struct Shared<T> {
     totals: Counters,
     /// Source of subscriber ids. `Relaxed`: only uniqueness matters.
     next_id: AtomicU64,
+    /// The origin of this broker's bridges, set by the first bridge (see
+    /// [`Broker::bridge_origin`]).
+    #[cfg_attr(
+        not(feature = "nats"),
+        allow(dead_code, reason = "only read by bridges (the `nats` feature)")
+    )]
+    bridge_origin: OnceLock<Origin>,
 }
 
 impl<T: Clone + Send + 'static> Broker<T> {
@@ -117,6 +124,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
             closing,
             totals: Counters::default(),
             next_id: AtomicU64::new(0),
+            bridge_origin: OnceLock::new(),
         });
         Broker {
             handle: Arc::new(Handle { shared }),
@@ -256,12 +264,55 @@ impl<T: Clone + Send + 'static> Broker<T> {
 
     /// A new publisher identity for [`publish_from`](Self::publish_from) and
     /// [`join`](Self::join). Unique per broker.
-    #[allow(dead_code, reason = "the hook for bridges; no bridge is built yet")]
+    #[cfg_attr(
+        not(feature = "nats"),
+        allow(dead_code, reason = "the hook for bridges (the `nats` feature)")
+    )]
     pub(crate) fn new_origin(&self) -> Origin {
         // Ids start at 0, so `+ 1` is never zero before `u64` wraps, which it cannot in
         // practice (one id per subscription or bridge).
         let id = self.handle.shared.next_id.fetch_add(1, Ordering::Relaxed);
         Origin::new(id.wrapping_add(1)).unwrap_or(Origin::MAX)
+    }
+
+    /// The origin shared by every bridge of this broker, allocated on first use.
+    ///
+    /// Shared rather than one per bridge: a message imported by one bridge must not be
+    /// exported by *any* bridge of the same broker, or two bridges sharing a subject through
+    /// one server would pass it back and forth forever.
+    #[cfg_attr(
+        not(feature = "nats"),
+        allow(dead_code, reason = "the hook for bridges (the `nats` feature)")
+    )]
+    pub(crate) fn bridge_origin(&self) -> Origin {
+        *self
+            .handle
+            .shared
+            .bridge_origin
+            .get_or_init(|| self.new_origin())
+    }
+
+    /// Subscribes to `pattern` as `origin` with a queue that carries each message's topic: a
+    /// bridge's export queue. Publishes from `origin` skip it.
+    #[cfg_attr(
+        not(feature = "nats"),
+        allow(dead_code, reason = "the hook for bridges (the `nats` feature)")
+    )]
+    pub(crate) fn tap(
+        &self,
+        pattern: &str,
+        options: SubscribeOptions,
+        origin: Origin,
+    ) -> Result<Tap<T>, Error> {
+        let shared = &self.handle.shared;
+        validate_pattern(pattern).map_err(|reason| Error::InvalidTopic {
+            topic: pattern.to_owned(),
+            reason,
+        })?;
+        let config = options.resolve(shared.config.subscriber)?;
+        let (queue, receiver) = Queue::tagged(config);
+        let (key, id, state) = shared.file(pattern, None, config, Some(origin), queue)?;
+        Ok(Tap::new(shared.clone(), key, id, receiver, state))
     }
 
     /// Subscribes to `pattern`, in `group` if any, as `origin` if any: publishes from the same
@@ -331,7 +382,6 @@ impl<T: Clone + Send + 'static> Broker<T> {
 
     /// [`publish`](Self::publish) on behalf of `origin`: subscribers carrying the same origin
     /// are skipped. For bridges, so that what they import is not exported again.
-    #[allow(dead_code, reason = "the hook for bridges; no bridge is built yet")]
     pub(crate) fn publish_from(
         &self,
         topic: &str,
@@ -358,7 +408,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
             return Ok(PublishReport::default());
         };
 
-        Ok(shared.deliver(&route, msg, origin))
+        Ok(shared.deliver(&route, topic, msg, origin))
     }
 
     /// Closes the broker. Idempotent.
@@ -492,11 +542,32 @@ impl<T: Clone + Send + 'static> Shared<T> {
         config: SubscriberConfig,
         origin: Option<Origin>,
     ) -> Result<Subscription<T>, Error> {
+        // Allocate the queue before taking the lock.
+        let (queue, receiver) = Queue::plain(config);
+        let (key, id, state) = self.file(key, group.as_ref(), config, origin, queue)?;
+        Ok(Subscription::new(
+            self.clone(),
+            key,
+            group,
+            id,
+            receiver,
+            state,
+        ))
+    }
+
+    /// Files a new subscriber with `queue` under `key`, in `group` if any. Returns the key as
+    /// stored, the subscriber's id and its shared state.
+    fn file(
+        &self,
+        key: &str,
+        group: Option<&Arc<str>>,
+        config: SubscriberConfig,
+        origin: Option<Origin>,
+        queue: Queue<T>,
+    ) -> Result<(Arc<str>, u64, Arc<SubscriberState>), Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key: Arc<str> = Arc::from(key);
         let state = Arc::new(SubscriberState::new());
-        // Allocate the queue before taking the lock.
-        let (sender, receiver) = crossbeam_channel::bounded(config.capacity);
         let retired = {
             let mut registry = self.registry.write();
             if registry.closed {
@@ -509,25 +580,24 @@ impl<T: Clone + Send + 'static> Shared<T> {
                 counters,
                 config,
                 state.clone(),
-                (sender, &receiver),
+                queue,
                 origin,
             );
-            registry.insert(Arc::new(subscriber), group.as_ref())
+            registry.insert(Arc::new(subscriber), group)
         };
         drop(retired);
-        Ok(Subscription::new(
-            self.clone(),
-            key,
-            group,
-            id,
-            receiver,
-            state,
-        ))
+        Ok((key, id, state))
     }
 
     /// Delivers one message along a route, inline or over the pool, and does the
     /// bookkeeping: counters, evictions.
-    fn deliver(&self, route: &Arc<Route<T>>, msg: T, origin: Option<Origin>) -> PublishReport {
+    fn deliver(
+        &self,
+        route: &Arc<Route<T>>,
+        topic: &str,
+        msg: T,
+        origin: Option<Origin>,
+    ) -> PublishReport {
         let deadline = self
             .config
             .publish_timeout
@@ -536,6 +606,7 @@ impl<T: Clone + Send + 'static> Shared<T> {
             closing: &self.closing,
             deadline,
             origin,
+            topic,
         };
         let outcome = self.deliver_along(route, msg, context);
         for counters in route.counters.iter() {

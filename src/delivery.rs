@@ -39,6 +39,8 @@ pub(crate) struct Context<'a> {
     pub(crate) deadline: Option<Instant>,
     /// Who is publishing, if it is a bridge: its own subscribers are skipped.
     pub(crate) origin: Option<Origin>,
+    /// The topic published to, for the queues that carry it (a bridge's taps).
+    pub(crate) topic: &'a str,
 }
 
 /// What happened to one message over a list of subscribers and groups.
@@ -189,7 +191,7 @@ struct Run<'a, 'c, T> {
 
 impl<'a, T: Clone> Run<'a, '_, T> {
     fn offer(&mut self, subscriber: &'a Subscriber<T>, msg: T) {
-        match subscriber.try_deliver(msg) {
+        match subscriber.try_deliver(msg, self.context.topic) {
             Attempt::Delivered => self.delivered(subscriber, false, 0),
             Attempt::Gone(_) => self.gone(subscriber),
             Attempt::Full(msg) => {
@@ -218,7 +220,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
         let mut first_full = None;
         for offset in 0..members.len() {
             let member = &members[(start + offset) % members.len()];
-            match member.try_deliver(msg) {
+            match member.try_deliver(msg, self.context.topic) {
                 Attempt::Delivered => {
                     self.delivered(member, true, 0);
                     return None;
@@ -255,7 +257,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
         let for_group = group.is_some();
         match subscriber.overflow {
             Overflow::DropOldest => {
-                let (attempt, displaced) = subscriber.displace_oldest(msg);
+                let (attempt, displaced) = subscriber.displace_oldest(msg, self.context.topic);
                 match attempt {
                     Attempt::Delivered => self.delivered(subscriber, for_group, displaced),
                     Attempt::Gone(_) => self.gone(subscriber),
@@ -334,7 +336,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
             // `entry.subscriber` borrows the caller's subscriber list, not `waiting`, so the
             // select may hold it while we take messages out of `waiting`.
             let subscriber: &'a Subscriber<T> = entry.subscriber;
-            select.send(&subscriber.sender);
+            subscriber.queue().register(&mut select);
         }
         let mut unsettled = waiting.len();
 
@@ -366,14 +368,14 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                     // `ready` only says the send would not block *now*; another publisher may
                     // take the free slot first, so this can still find the queue full.
                     let (subscriber, group) = (entry.subscriber, entry.group);
-                    match subscriber.try_deliver(msg) {
+                    match subscriber.try_deliver(msg, self.context.topic) {
                         Attempt::Delivered => self.delivered(subscriber, group.is_some(), 0),
                         Attempt::Gone(msg) => match group {
                             // A group member left while we waited on it: the group's other
                             // members get their chance, and possibly a wait of their own.
                             Some(group) => {
                                 if let Some(next) = self.offer_members(group, msg) {
-                                    select.send(&next.subscriber.sender);
+                                    next.subscriber.queue().register(&mut select);
                                     waiting.push(next);
                                     unsettled += 1;
                                 }

@@ -39,9 +39,10 @@ pub(crate) struct Job<T> {
     stripe: Range<usize>,
     /// This stripe's copy of the message.
     msg: T,
-    /// The publish's overall deadline and origin.
+    /// The publish's overall deadline, origin and topic.
     deadline: Option<Instant>,
     origin: Option<Origin>,
+    topic: Arc<str>,
     /// Where the outcome goes; the publish waits on the other end.
     done: Sender<StripeResult>,
 }
@@ -54,12 +55,14 @@ impl<T: Clone> Job<T> {
             msg,
             deadline,
             origin,
+            topic,
             done,
         } = self;
         let context = Context {
             closing,
             deadline,
             origin,
+            topic: &topic,
         };
         // A panic here can only come from the user's `Clone` impl. Catch it so the dispatch
         // thread survives, and hand it to the publishing thread, which resumes it: the user
@@ -177,6 +180,9 @@ impl<T: Clone + Send + 'static> Pool<T> {
         // queued are still waited for before the panic goes on: `publish` must not return
         // (even by unwinding) while a stripe of it may still deliver, or a later publish
         // from this thread could overtake it.
+        // One allocation per striped publish, shared by its jobs; small next to the jobs
+        // themselves.
+        let topic: Arc<str> = Arc::from(context.topic);
         let mut queued = 0;
         let queueing = panic::catch_unwind(AssertUnwindSafe(|| {
             for k in 1..stripes {
@@ -186,6 +192,7 @@ impl<T: Clone + Send + 'static> Pool<T> {
                     msg: msg.clone(),
                     deadline: context.deadline,
                     origin: context.origin,
+                    topic: topic.clone(),
                     done: done.clone(),
                 };
                 // Cannot fail: `self.job_queue` keeps the queue connected.

@@ -3,7 +3,8 @@
 //! Broker operations (`subscribe`, `publish`, building a broker) fail with [`Error`]. Receiving
 //! fails with [`RecvError`], [`TryRecvError`] or [`RecvTimeoutError`], shaped like their
 //! crossbeam-channel namesakes. A subscriber that is skipped because its queue is full is *not* an
-//! error: it is counted in the [`PublishReport`](crate::PublishReport).
+//! error: it is counted in the [`PublishReport`](crate::PublishReport). With the `nats` feature,
+//! building a bridge fails with [`BridgeError`].
 
 use std::error;
 use std::fmt;
@@ -61,6 +62,103 @@ impl error::Error for Error {
 impl From<ConfigError> for Error {
     fn from(reason: ConfigError) -> Self {
         Error::InvalidConfig(reason)
+    }
+}
+
+/// Why a [`Bridge`](crate::Bridge) could not be built, from
+/// [`BridgeBuilder::build`](crate::BridgeBuilder::build).
+///
+/// Nothing is left running after an error: no thread, no connection, no export queue.
+///
+/// # Examples
+///
+/// ```
+/// use syncmq::{Bridge, BridgeError, Broker};
+///
+/// let broker = Broker::<String>::new();
+/// let err = Bridge::builder(&broker, "nats://127.0.0.1:4222").export("orders..new").build();
+/// assert!(matches!(err, Err(BridgeError::InvalidPattern { .. })));
+/// ```
+#[cfg(feature = "nats")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BridgeError {
+    /// The server URL (or one of a comma-separated list) is not a valid NATS server address.
+    InvalidUrl {
+        /// The rejected input, as given.
+        url: String,
+        /// What is wrong with it, as the NATS client says.
+        reason: String,
+    },
+    /// An export or import pattern is not a valid syncmq pattern (see
+    /// [`validate_pattern`](crate::validate_pattern)).
+    InvalidPattern {
+        /// The rejected pattern, as given.
+        pattern: String,
+        /// What is wrong with it.
+        reason: TopicError,
+    },
+    /// A queue group name is empty or contains whitespace, which NATS does not allow.
+    InvalidGroup {
+        /// The rejected name, as given.
+        group: String,
+    },
+    /// No server could be reached within the connect timeout, or the server refused the
+    /// connection.
+    Connect {
+        /// The server URL given to the builder.
+        url: String,
+        /// Why, as the NATS client says (or that the connect timeout passed).
+        reason: String,
+    },
+    /// The broker refused the export queues: it is closed, or the queue settings are invalid
+    /// (a capacity above [`MAX_CAPACITY`](crate::MAX_CAPACITY)).
+    Broker(Error),
+    /// The bridge's thread or its runtime could not be started.
+    Spawn {
+        /// The operating system's reason.
+        reason: String,
+    },
+}
+
+#[cfg(feature = "nats")]
+impl fmt::Display for BridgeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BridgeError::InvalidUrl { url, reason } => {
+                write!(f, "invalid NATS server URL {url:?}: {reason}")
+            }
+            BridgeError::InvalidPattern { pattern, reason } => {
+                write!(f, "invalid bridge pattern {pattern:?}: {reason}")
+            }
+            BridgeError::InvalidGroup { group } => write!(
+                f,
+                "invalid queue group {group:?}: it must be non-empty, without whitespace"
+            ),
+            BridgeError::Connect { url, reason } => {
+                write!(f, "cannot connect to NATS server {url:?}: {reason}")
+            }
+            BridgeError::Broker(err) => write!(f, "broker refused the bridge: {err}"),
+            BridgeError::Spawn { reason } => write!(f, "cannot start the bridge thread: {reason}"),
+        }
+    }
+}
+
+#[cfg(feature = "nats")]
+impl error::Error for BridgeError {
+    fn source(&self) -> Option<&(dyn error::Error + 'static)> {
+        match self {
+            BridgeError::InvalidPattern { reason, .. } => Some(reason),
+            BridgeError::Broker(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(feature = "nats")]
+impl From<Error> for BridgeError {
+    fn from(err: Error) -> Self {
+        BridgeError::Broker(err)
     }
 }
 

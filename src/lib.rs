@@ -161,14 +161,52 @@
 //! `Clone + Send + 'static`: each subscriber gets its own clone, so wrap large payloads in an
 //! `Arc`.
 //!
+//! # Scaling out
+//!
+//! With the `nats` feature, a `Bridge` shares subjects between brokers in several processes
+//! or machines through a NATS server or cluster: local publishes matching its export patterns
+//! also go to NATS, and NATS messages matching its import patterns are published into the
+//! broker (or, for a group import, into one process of a NATS queue group). Messages cross as
+//! bytes through a `Codec`. A subject may be exported and imported by every broker without
+//! loops or duplicates; delivery across the bridge is at most once, as in NATS core. Each
+//! bridge owns two threads, `syncmq-bridge` (a private single-threaded tokio runtime driving
+//! the async-nats client, so the API stays synchronous) and `syncmq-export` (waiting on the
+//! export queues). See the `bridge` module (built with the feature) for the details.
+//!
+//! ```no_run
+//! # #[cfg(feature = "nats")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use syncmq::{Bridge, Broker};
+//!
+//! let broker = Broker::<String>::new();
+//! let bridge = Bridge::builder(&broker, "nats://127.0.0.1:4222")
+//!     .export("orders.>")
+//!     .import("prices.>")
+//!     .import_group("jobs.>", "workers")
+//!     .build()?;
+//! broker.publish("orders.created", "order 1".to_string())?; // also on NATS
+//! # drop(bridge);
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "nats"))]
+//! # fn main() {}
+//! ```
+//!
 //! # Cargo features
 //!
-//! None yet.
+//! - `nats` (off by default): the `Bridge` to NATS, and the `Codec` trait. Adds the
+//!   async-nats client, tokio (a `current_thread` runtime), `bytes` and `futures-util` as
+//!   dependencies; without it the crate depends on crossbeam-channel, parking_lot and num_cpus
+//!   only, and none of the bridge is compiled.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "nats")]
+pub mod bridge;
 mod broker;
+#[cfg(feature = "nats")]
+mod codec;
 mod config;
 mod delivery;
 mod dispatch;
@@ -180,12 +218,25 @@ mod subscription;
 mod topic;
 mod trie;
 
+#[cfg(feature = "nats")]
+pub use crate::bridge::{
+    Bridge, BridgeBuilder, BridgeDrops, BridgeStats, DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_EXPORT_CAPACITY,
+};
 pub use crate::broker::Broker;
+#[cfg(feature = "nats")]
+pub use crate::codec::Codec;
 pub use crate::config::{
     BrokerBuilder, DEFAULT_CAPACITY, DEFAULT_DISPATCH_THRESHOLD, DEFAULT_SEND_TIMEOUT,
     MAX_CAPACITY, Overflow, SubscribeOptions,
 };
+#[cfg(feature = "nats")]
+pub use crate::error::BridgeError;
 pub use crate::error::{ConfigError, Error, RecvError, RecvTimeoutError, TopicError, TryRecvError};
 pub use crate::stats::{BrokerStats, PublishReport, SubscriptionStats, TopicStats};
 pub use crate::subscription::{IntoIter, Iter, Subscription, SubscriptionStatus, TryIter};
 pub use crate::topic::{MAX_TOPIC_LEN, pattern_matches, validate_pattern, validate_topic};
+/// The byte buffer [`Codec`] encodes to and decodes from, from the `bytes` crate, re-exported
+/// so that implementing [`Codec`] needs no extra dependency.
+#[cfg(feature = "nats")]
+pub use bytes::Bytes;

@@ -5,7 +5,7 @@ use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use parking_lot::RwLock;
 
 use crate::config::{Overflow, SubscriberConfig};
@@ -25,13 +25,10 @@ pub(crate) struct Subscriber<T> {
     pub(crate) key: Arc<str>,
     /// The counters of `key`, shared by every subscriber filed under it.
     pub(crate) counters: Arc<Counters>,
-    /// The sending side of the subscriber's bounded queue. Held only by the registry and by
-    /// the snapshots of in-flight publishes, so once a subscriber is removed and those
-    /// publishes finish, the receiver sees the queue disconnect.
-    pub(crate) sender: Sender<T>,
-    /// A second receiving side of the queue, through which the broker discards the oldest
-    /// message. Only with [`Overflow::DropOldest`] on a queue with capacity.
-    oldest: Option<Receiver<T>>,
+    /// The subscriber's bounded queue, sending side. Held only by the registry and by the
+    /// snapshots of in-flight publishes, so once a subscriber is removed and those publishes
+    /// finish, the receiver sees the queue disconnect.
+    queue: Queue<T>,
     /// What to do when the queue is full.
     pub(crate) overflow: Overflow,
     /// Consecutive misses after which the subscriber is evicted.
@@ -40,6 +37,97 @@ pub(crate) struct Subscriber<T> {
     pub(crate) origin: Option<Origin>,
     /// State shared with the [`Subscription`](crate::Subscription).
     pub(crate) state: Arc<SubscriberState>,
+}
+
+/// A message with the topic it was published to: what a [`Tap`](crate::subscription::Tap)
+/// (a bridge's export queue) receives.
+pub(crate) type Tagged<T> = (Arc<str>, T);
+
+/// The broker's side of a subscriber's bounded queue: where a publish sends, and (only with
+/// [`Overflow::DropOldest`] on a queue with capacity) a second receiving side through which it
+/// discards the oldest message.
+pub(crate) enum Queue<T> {
+    /// A [`Subscription`](crate::Subscription)'s queue: the message alone.
+    Plain {
+        sender: Sender<T>,
+        oldest: Option<Receiver<T>>,
+    },
+    /// A [`Tap`](crate::subscription::Tap)'s queue: each message with its topic, which a
+    /// bridge needs to publish it elsewhere under the same subject. The topic is allocated
+    /// only for these subscribers, at each send.
+    #[cfg_attr(
+        not(feature = "nats"),
+        allow(dead_code, reason = "only bridges (the `nats` feature) make taps")
+    )]
+    Tagged {
+        sender: Sender<Tagged<T>>,
+        oldest: Option<Receiver<Tagged<T>>>,
+    },
+}
+
+impl<T> Queue<T> {
+    /// A new queue for a subscription, and its receiving side.
+    pub(crate) fn plain(config: SubscriberConfig) -> (Self, Receiver<T>) {
+        let (sender, receiver) = crossbeam_channel::bounded(config.capacity);
+        let oldest = discards(config).then(|| receiver.clone());
+        (Queue::Plain { sender, oldest }, receiver)
+    }
+
+    /// A new queue for a tap, and its receiving side.
+    #[cfg_attr(
+        not(feature = "nats"),
+        allow(dead_code, reason = "only bridges (the `nats` feature) make taps")
+    )]
+    pub(crate) fn tagged(config: SubscriberConfig) -> (Self, Receiver<Tagged<T>>) {
+        let (sender, receiver) = crossbeam_channel::bounded(config.capacity);
+        let oldest = discards(config).then(|| receiver.clone());
+        (Queue::Tagged { sender, oldest }, receiver)
+    }
+
+    /// `try_send`, tagging the message with `topic` if this is a tap's queue.
+    fn try_send(&self, msg: T, topic: &str) -> Result<(), TrySendError<T>> {
+        match self {
+            Queue::Plain { sender, .. } => sender.try_send(msg),
+            Queue::Tagged { sender, .. } => {
+                sender
+                    .try_send((Arc::from(topic), msg))
+                    .map_err(|err| match err {
+                        TrySendError::Full((_, msg)) => TrySendError::Full(msg),
+                        TrySendError::Disconnected((_, msg)) => TrySendError::Disconnected(msg),
+                    })
+            }
+        }
+    }
+
+    /// Takes the oldest queued message out, if this queue discards (`DropOldest`) and has one.
+    /// A tap's topic is dropped here; the message goes back to the caller to drop.
+    fn take_oldest(&self) -> Option<T> {
+        match self {
+            Queue::Plain { oldest, .. } => oldest.as_ref()?.try_recv().ok(),
+            Queue::Tagged { oldest, .. } => oldest.as_ref()?.try_recv().ok().map(|(_, msg)| msg),
+        }
+    }
+
+    /// Whether a discarding receiver exists (`DropOldest` on a queue with capacity).
+    fn discards(&self) -> bool {
+        match self {
+            Queue::Plain { oldest, .. } => oldest.is_some(),
+            Queue::Tagged { oldest, .. } => oldest.is_some(),
+        }
+    }
+
+    /// Adds a send on this queue to `select`, for phase 2 of delivery. Returns its index.
+    pub(crate) fn register<'a>(&'a self, select: &mut Select<'a>) -> usize {
+        match self {
+            Queue::Plain { sender, .. } => select.send(sender),
+            Queue::Tagged { sender, .. } => select.send(sender),
+        }
+    }
+}
+
+/// Whether a queue with these settings gets a discarding receiver.
+fn discards(config: SubscriberConfig) -> bool {
+    config.overflow == Overflow::DropOldest && config.capacity > 0
 }
 
 /// Where a subscriber is in its life. Stored in [`SubscriberState::lifecycle`].
@@ -130,25 +218,22 @@ pub(crate) enum Attempt<T> {
 const DISPLACE_ATTEMPTS: usize = 4;
 
 impl<T> Subscriber<T> {
-    /// The broker's half of a new subscriber with queue `sender`/`receiver`, filed under `key`
-    /// whose counters are `counters`.
+    /// The broker's half of a new subscriber with `queue`, filed under `key` whose counters
+    /// are `counters`.
     pub(crate) fn new(
         id: u64,
         key: Arc<str>,
         counters: Arc<Counters>,
         config: SubscriberConfig,
         state: Arc<SubscriberState>,
-        (sender, receiver): (Sender<T>, &Receiver<T>),
+        queue: Queue<T>,
         origin: Option<Origin>,
     ) -> Self {
-        let oldest = (config.overflow == Overflow::DropOldest && config.capacity > 0)
-            .then(|| receiver.clone());
         Subscriber {
             id,
             key,
             counters,
-            sender,
-            oldest,
+            queue,
             overflow: config.overflow,
             evict_after: config.evict_after,
             origin,
@@ -156,13 +241,18 @@ impl<T> Subscriber<T> {
         }
     }
 
-    /// Offers `msg` to the subscriber's queue without waiting.
-    pub(crate) fn try_deliver(&self, msg: T) -> Attempt<T> {
+    /// The subscriber's queue, to wait on it for room.
+    pub(crate) fn queue(&self) -> &Queue<T> {
+        &self.queue
+    }
+
+    /// Offers `msg`, published to `topic`, to the subscriber's queue without waiting.
+    pub(crate) fn try_deliver(&self, msg: T, topic: &str) -> Attempt<T> {
         let sent = {
             // Hold the read side of the gate across `try_send`: see `lifecycle`.
             let lifecycle = self.state.lifecycle.read();
             if *lifecycle == Lifecycle::Subscribed {
-                self.sender.try_send(msg)
+                self.queue.try_send(msg, topic)
             } else {
                 Err(TrySendError::Disconnected(msg))
             }
@@ -181,10 +271,10 @@ impl<T> Subscriber<T> {
     ///
     /// Racing a receiving subscriber is safe: `try_recv` hands each queued message to exactly
     /// one of us, so a message is either received or discarded (and counted), never both.
-    pub(crate) fn displace_oldest(&self, mut msg: T) -> (Attempt<T>, usize) {
-        let Some(oldest) = &self.oldest else {
+    pub(crate) fn displace_oldest(&self, mut msg: T, topic: &str) -> (Attempt<T>, usize) {
+        if !self.queue.discards() {
             return (Attempt::Full(msg), 0);
-        };
+        }
         let mut displaced = 0;
         for _ in 0..DISPLACE_ATTEMPTS {
             let (discarded, sent) = {
@@ -192,8 +282,8 @@ impl<T> Subscriber<T> {
                 if *lifecycle != Lifecycle::Subscribed {
                     return (Attempt::Gone(msg), displaced);
                 }
-                let discarded = oldest.try_recv().ok();
-                (discarded, self.sender.try_send(msg))
+                let discarded = self.queue.take_oldest();
+                (discarded, self.queue.try_send(msg, topic))
             };
             // Outside the guard: the discarded message's `Drop` is user code.
             if discarded.is_some() {

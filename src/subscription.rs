@@ -11,7 +11,7 @@ use crossbeam_channel::Receiver;
 use crate::broker::Shared;
 use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
 use crate::stats::SubscriptionStats;
-use crate::subscriber::{Lifecycle, SubscriberState};
+use crate::subscriber::{Lifecycle, SubscriberState, Tagged};
 
 /// A subscription to one topic: a bounded queue the broker fills with the topic's messages.
 ///
@@ -331,6 +331,84 @@ impl<T> Subscription<T> {
             Lifecycle::Evicted => RecvError::Evicted,
             _ => RecvError::Closed,
         }
+    }
+}
+
+/// A subscription that receives each message with the topic it was published to. Not public:
+/// a bridge's export queue, made by [`Broker::tap`](crate::Broker::tap). Like a
+/// [`Subscription`], dropping it unsubscribes it.
+#[cfg_attr(
+    not(feature = "nats"),
+    allow(dead_code, reason = "only bridges (the `nats` feature) make taps")
+)]
+pub(crate) struct Tap<T> {
+    /// The broker, to unsubscribe from.
+    shared: Arc<Shared<T>>,
+    /// The pattern subscribed to; also the registry key.
+    key: Arc<str>,
+    /// This subscriber's id in the registry.
+    id: u64,
+    /// The receiving side of the queue: messages with their topics.
+    receiver: Receiver<Tagged<T>>,
+    /// State shared with the broker's half of the subscriber: its `dropped` counter is what
+    /// the queue's overflow policy refused or discarded.
+    state: Arc<SubscriberState>,
+}
+
+#[cfg_attr(
+    not(feature = "nats"),
+    allow(dead_code, reason = "only bridges (the `nats` feature) make taps")
+)]
+impl<T> Tap<T> {
+    pub(crate) fn new(
+        shared: Arc<Shared<T>>,
+        key: Arc<str>,
+        id: u64,
+        receiver: Receiver<Tagged<T>>,
+        state: Arc<SubscriberState>,
+    ) -> Self {
+        Tap {
+            shared,
+            key,
+            id,
+            receiver,
+            state,
+        }
+    }
+
+    /// The pattern this tap subscribed to.
+    pub(crate) fn pattern(&self) -> &str {
+        &self.key
+    }
+
+    /// The receiving side of the queue. Disconnected once the broker closed and the queue is
+    /// drained.
+    pub(crate) fn receiver(&self) -> &Receiver<Tagged<T>> {
+        &self.receiver
+    }
+
+    /// The tap's shared state, to read its `dropped` counter from another thread.
+    pub(crate) fn state(&self) -> &Arc<SubscriberState> {
+        &self.state
+    }
+
+    /// Unsubscribes and returns what was still queued, in order (see
+    /// [`Subscription::unsubscribe`]).
+    pub(crate) fn unsubscribe(self) -> Vec<Tagged<T>> {
+        self.leave();
+        self.receiver.try_iter().collect()
+    }
+
+    /// As [`Subscription::leave`]. Idempotent.
+    fn leave(&self) {
+        self.shared.unsubscribe(&self.key, self.id);
+        self.state.shut(Lifecycle::Unsubscribed);
+    }
+}
+
+impl<T> Drop for Tap<T> {
+    fn drop(&mut self) {
+        self.leave();
     }
 }
 

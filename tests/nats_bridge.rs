@@ -1,0 +1,570 @@
+//! The NATS bridge against a real `nats-server`: every test starts its own server on a free
+//! loopback port and kills it at the end. Without the `nats-server` binary these tests fail
+//! (with a message saying how to install it); they never pass silently.
+#![cfg(feature = "nats")]
+
+#[path = "support/nats_server.rs"]
+mod nats_server;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use nats_server::NatsServer;
+use syncmq::{Bridge, BridgeError, Broker, Error, Overflow, Subscription, TopicError};
+
+/// Generous bound on anything the tests wait for (a loaded 2-core machine, reconnect backoff
+/// of up to 4 s).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `done` every few milliseconds until it holds; panics after [`PATIENCE`].
+#[track_caller]
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn broker<T: Clone + Send + 'static>() -> Broker<T> {
+    Broker::builder()
+        .capacity(4096)
+        .overflow(Overflow::Block)
+        .build()
+}
+
+/// Moves whatever `sub` has queued into `into`.
+fn drain<T>(sub: &Subscription<T>, into: &mut Vec<T>) {
+    into.extend(sub.try_iter());
+}
+
+fn assert_send_sync<T: Send + Sync>() {}
+
+// ---------------------------------------------------------------------------------------------
+// Smoke
+
+#[test]
+fn bridge_is_send_and_sync() {
+    assert_send_sync::<Bridge>();
+}
+
+#[test]
+fn a_message_crosses_from_one_broker_to_another() {
+    let server = NatsServer::start();
+    let (a, b) = (broker::<String>(), broker::<String>());
+    let bridge_a = Bridge::builder(&a, &server.url())
+        .export("greetings.>")
+        .build()
+        .unwrap();
+    let bridge_b = Bridge::builder(&b, &server.url())
+        .import("greetings.>")
+        .build()
+        .unwrap();
+    let sub = b.subscribe("greetings.*").unwrap();
+
+    // `build` returned: B's subscription is registered at the server.
+    a.publish("greetings.world", "hello".to_string()).unwrap();
+    assert_eq!(sub.recv_timeout(PATIENCE), Ok("hello".to_string()));
+    assert!(bridge_a.stats().connected && bridge_b.stats().connected);
+    wait_until("A counts the export", || bridge_a.stats().exported == 1);
+    assert_eq!(bridge_b.stats().imported, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Both ways, no loop, no duplicate
+
+#[test]
+fn two_brokers_share_subjects_both_ways_without_loops_or_duplicates() {
+    const COUNT: usize = 200;
+    let server = NatsServer::start();
+    let (a, b) = (broker::<String>(), broker::<String>());
+    let bridge = |broker: &Broker<String>| {
+        Bridge::builder(broker, &server.url())
+            .export("chat.>")
+            .import("chat.>")
+            .build()
+            .unwrap()
+    };
+    let (bridge_a, bridge_b) = (bridge(&a), bridge(&b));
+    let (sub_a, sub_b) = (
+        a.subscribe("chat.>").unwrap(),
+        b.subscribe("chat.>").unwrap(),
+    );
+
+    for i in 0..COUNT {
+        a.publish("chat.a", format!("a{i}")).unwrap();
+        b.publish("chat.b", format!("b{i}")).unwrap();
+    }
+    // Barriers: what crosses after everything else. Each side's import handles one
+    // connection's messages in order, so a loop or an echo would show before the barrier.
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    a.publish("chat.barrier", "from a".into()).unwrap();
+    wait_until("the barrier from A reaches B", || {
+        drain(&sub_b, &mut got_b);
+        got_b.iter().any(|m| m == "from a")
+    });
+    b.publish("chat.barrier", "from b".into()).unwrap();
+    wait_until("the barrier from B reaches A", || {
+        drain(&sub_a, &mut got_a);
+        got_a.iter().any(|m| m == "from b")
+    });
+    // B's own barrier (local) and A's barrier (imported) are in B's queue; give a straggling
+    // duplicate a chance to show by crossing once more from B to A and back.
+    a.publish("chat.barrier", "again from a".into()).unwrap();
+    wait_until("the second barrier from A reaches B", || {
+        drain(&sub_b, &mut got_b);
+        got_b.iter().any(|m| m == "again from a")
+    });
+    drain(&sub_a, &mut got_a);
+
+    let expected = |first: &str, second: &str| {
+        let mut all: Vec<String> = (0..COUNT)
+            .flat_map(|i| [format!("{first}{i}"), format!("{second}{i}")])
+            .collect();
+        all.extend(["from a", "from b", "again from a"].map(String::from));
+        all.sort();
+        all
+    };
+    got_a.sort();
+    got_b.sort();
+    assert_eq!(
+        got_a,
+        expected("a", "b"),
+        "broker A got each message exactly once"
+    );
+    assert_eq!(
+        got_b,
+        expected("b", "a"),
+        "broker B got each message exactly once"
+    );
+
+    let (stats_a, stats_b) = (bridge_a.stats(), bridge_b.stats());
+    assert_eq!(
+        (stats_a.exported, stats_a.imported),
+        (COUNT as u64 + 2, COUNT as u64 + 1)
+    );
+    assert_eq!(
+        (stats_b.exported, stats_b.imported),
+        (COUNT as u64 + 1, COUNT as u64 + 2)
+    );
+    assert_eq!(stats_a.dropped.total() + stats_b.dropped.total(), 0);
+}
+
+#[test]
+fn overlapping_patterns_forward_each_message_once() {
+    let server = NatsServer::start();
+    let (a, b) = (broker::<String>(), broker::<String>());
+    let bridge_a = Bridge::builder(&a, &server.url())
+        .export("orders.>")
+        .export("orders.*")
+        .export("*.eu")
+        .build()
+        .unwrap();
+    let _bridge_b = Bridge::builder(&b, &server.url())
+        .import("orders.*")
+        .import("orders.>")
+        .import_group("orders.eu", "workers")
+        .build()
+        .unwrap();
+    let sub = b.subscribe("orders.>").unwrap();
+
+    a.publish("orders.eu", "one".into()).unwrap();
+    a.publish("orders.eu.paris", "two".into()).unwrap();
+    a.publish("orders.barrier", "done".into()).unwrap();
+    // Each import is its own NATS subscription, so topics imported through different
+    // patterns may arrive in any order.
+    let mut got = Vec::new();
+    wait_until("three messages cross", || {
+        drain(&sub, &mut got);
+        got.len() >= 3
+    });
+    // A duplicate would come right behind.
+    std::thread::sleep(Duration::from_millis(200));
+    drain(&sub, &mut got);
+    got.sort();
+    assert_eq!(got, ["done", "one", "two"]);
+    assert_eq!(bridge_a.stats().exported, 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue groups
+
+#[test]
+fn group_import_splits_work_between_two_brokers() {
+    const JOBS: usize = 200;
+    let server = NatsServer::start();
+    let producer = broker::<String>();
+    let _export = Bridge::builder(&producer, &server.url())
+        .export("jobs.>")
+        .build()
+        .unwrap();
+    let workers: Vec<(Broker<String>, Bridge, Subscription<String>)> = (0..2)
+        .map(|_| {
+            let broker = broker::<String>();
+            let bridge = Bridge::builder(&broker, &server.url())
+                .import_group("jobs.>", "workers")
+                .build()
+                .unwrap();
+            let sub = broker.subscribe("jobs.>").unwrap();
+            (broker, bridge, sub)
+        })
+        .collect();
+
+    for i in 0..JOBS {
+        producer.publish("jobs.resize", format!("job{i}")).unwrap();
+    }
+    let mut got: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
+    wait_until("every job reached one worker", || {
+        for (k, (_, _, sub)) in workers.iter().enumerate() {
+            drain(sub, &mut got[k]);
+        }
+        got[0].len() + got[1].len() >= JOBS
+    });
+    // Nothing more arrives: each job went to exactly one worker.
+    std::thread::sleep(Duration::from_millis(200));
+    for (k, (_, _, sub)) in workers.iter().enumerate() {
+        drain(sub, &mut got[k]);
+    }
+    let mut all: Vec<String> = got.concat();
+    all.sort();
+    let mut expected: Vec<String> = (0..JOBS).map(|i| format!("job{i}")).collect();
+    expected.sort();
+    assert_eq!(all, expected, "each job exactly once over the group");
+    // The server picks a member at random per message; with 200 jobs a member left idle
+    // has probability 2^-199.
+    assert!(
+        !got[0].is_empty() && !got[1].is_empty(),
+        "both workers got work: {} and {}",
+        got[0].len(),
+        got[1].len()
+    );
+    let imported: u64 = workers
+        .iter()
+        .map(|(_, bridge, _)| bridge.stats().imported)
+        .sum();
+    assert_eq!(imported, JOBS as u64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server down, restart, close
+
+#[test]
+fn export_while_the_server_is_down_is_counted_as_dropped() {
+    let mut server = NatsServer::start();
+    let broker = broker::<String>();
+    let bridge = Bridge::builder(&broker, &server.url())
+        .export("events.>")
+        .build()
+        .unwrap();
+    broker.publish("events.up", "sent".into()).unwrap();
+    wait_until("the first message is exported", || {
+        bridge.stats().exported == 1
+    });
+
+    server.stop();
+    wait_until("the bridge sees the server go", || {
+        !bridge.stats().connected
+    });
+    // Local publishing is not stalled, and nothing is kept for later: each message taken
+    // from the export queue while disconnected is dropped and counted.
+    let started = Instant::now();
+    for i in 0..5 {
+        let report = broker.publish("events.down", format!("lost {i}")).unwrap();
+        assert_eq!(report.delivered, 1, "the export queue took it");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "publishing did not wait"
+    );
+    wait_until("the five are counted as server_unavailable", || {
+        bridge.stats().dropped.server_unavailable == 5
+    });
+    let stats = bridge.stats();
+    assert_eq!(stats.exported, 1);
+    assert_eq!(stats.dropped.total(), 5);
+}
+
+#[test]
+fn the_bridge_recovers_after_the_server_restarts() {
+    let mut server = NatsServer::start();
+    let (a, b) = (broker::<String>(), broker::<String>());
+    let bridge_a = Bridge::builder(&a, &server.url())
+        .export("ping.>")
+        .build()
+        .unwrap();
+    let bridge_b = Bridge::builder(&b, &server.url())
+        .import("ping.>")
+        .build()
+        .unwrap();
+    let sub = b.subscribe("ping.>").unwrap();
+    a.publish("ping.before", "before".into()).unwrap();
+    assert_eq!(sub.recv_timeout(PATIENCE).as_deref(), Ok("before"));
+
+    server.restart(); // same port
+    wait_until("both bridges reconnect", || {
+        let (sa, sb) = (bridge_a.stats(), bridge_b.stats());
+        sa.connected && sb.connected && sa.reconnects >= 1 && sb.reconnects >= 1
+    });
+    // B's subscription is registered again as B reconnects, which may be after A's: probe
+    // until one gets through.
+    let mut got = Vec::new();
+    wait_until("a message crosses after the restart", || {
+        a.publish("ping.after", "after".into()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        drain(&sub, &mut got);
+        got.iter().any(|m| m == "after")
+    });
+    assert!(got.iter().all(|m| m == "after"));
+}
+
+#[test]
+fn close_returns_promptly_while_the_server_is_down() {
+    let mut server = NatsServer::start();
+    let broker = broker::<String>();
+    let bridge = Bridge::builder(&broker, &server.url())
+        .export("work.>")
+        .import("results.>")
+        .close_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    server.stop();
+    wait_until("the bridge sees the server go", || {
+        !bridge.stats().connected
+    });
+    for i in 0..100 {
+        broker.publish("work.item", format!("{i}")).unwrap();
+    }
+
+    let started = Instant::now();
+    bridge.close();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "close took {took:?} with the server down"
+    );
+    let stats = bridge.stats();
+    assert!(!stats.connected);
+    assert_eq!(stats.exported, 0);
+    // Every message the export queue took is accounted for.
+    assert_eq!(
+        stats.dropped.server_unavailable + stats.dropped.unflushed,
+        100
+    );
+    bridge.close(); // idempotent
+    drop(bridge);
+    // The export queue has left the broker.
+    assert_eq!(broker.subscriber_count("work.>"), 0);
+}
+
+#[test]
+fn close_flushes_what_is_queued() {
+    const COUNT: usize = 1000;
+    let server = NatsServer::start();
+    let (a, b) = (broker::<Vec<u8>>(), broker::<Vec<u8>>());
+    let bridge_b = Bridge::builder(&b, &server.url())
+        .import("bulk.>")
+        .build()
+        .unwrap();
+    let sub = b.subscribe("bulk.>").unwrap();
+    let bridge_a = Bridge::builder(&a, &server.url())
+        .export("bulk.>")
+        .export_capacity(COUNT)
+        .build()
+        .unwrap();
+    for i in 0..COUNT {
+        a.publish("bulk.data", (i as u32).to_be_bytes().to_vec())
+            .unwrap();
+    }
+    bridge_a.close();
+    let stats = bridge_a.stats();
+    assert_eq!(stats.exported, COUNT as u64, "{stats:?}");
+    let mut got = Vec::new();
+    wait_until("every message crossed", || {
+        drain(&sub, &mut got);
+        got.len() >= COUNT
+    });
+    let expected: Vec<Vec<u8>> = (0..COUNT)
+        .map(|i| (i as u32).to_be_bytes().to_vec())
+        .collect();
+    assert_eq!(got, expected, "in publish order");
+    assert_eq!(bridge_b.stats().imported, COUNT as u64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounting
+
+#[test]
+fn undecodable_messages_are_counted_and_skipped() {
+    let server = NatsServer::start();
+    let bytes = broker::<Vec<u8>>();
+    let text = broker::<String>();
+    let _export = Bridge::builder(&bytes, &server.url())
+        .export("text.>")
+        .build()
+        .unwrap();
+    let import = Bridge::builder(&text, &server.url())
+        .import("text.>")
+        .build()
+        .unwrap();
+    let sub = text.subscribe("text.>").unwrap();
+
+    bytes.publish("text.bad", vec![0xff, 0xfe, 0xfd]).unwrap();
+    bytes.publish("text.good", b"fine".to_vec()).unwrap();
+    assert_eq!(sub.recv_timeout(PATIENCE).as_deref(), Ok("fine"));
+    let stats = import.stats();
+    assert_eq!((stats.decode_errors, stats.imported), (1, 1));
+    assert_eq!(sub.try_recv().ok(), None);
+}
+
+#[test]
+fn a_full_export_queue_counts_what_it_drops() {
+    const COUNT: u64 = 2000;
+    let server = NatsServer::start();
+    let broker = broker::<String>();
+    let bridge = Bridge::builder(&broker, &server.url())
+        .export("fast.>")
+        .export_capacity(1)
+        .export_overflow(Overflow::Drop)
+        .build()
+        .unwrap();
+    for i in 0..COUNT {
+        broker.publish("fast.tick", i.to_string()).unwrap();
+    }
+    // Every message is either exported or counted as dropped by the full queue.
+    wait_until("every message is accounted for", || {
+        let stats = bridge.stats();
+        stats.exported + stats.dropped.export_queue_full == COUNT
+    });
+    assert_eq!(
+        bridge.stats().dropped.total(),
+        bridge.stats().dropped.export_queue_full
+    );
+}
+
+#[test]
+fn imports_reach_the_broker_but_not_its_export_queues() {
+    // One broker both importing and exporting `loop.>`, and a second broker publishing: the
+    // imported message is delivered locally but not exported again.
+    let server = NatsServer::start();
+    let (a, b) = (broker::<String>(), broker::<String>());
+    let bridge_a = Bridge::builder(&a, &server.url())
+        .export("loop.>")
+        .import("loop.>")
+        .build()
+        .unwrap();
+    let _bridge_b = Bridge::builder(&b, &server.url())
+        .export("loop.>")
+        .build()
+        .unwrap();
+    let sub = a.subscribe("loop.>").unwrap();
+    b.publish("loop.x", "once".into()).unwrap();
+    assert_eq!(sub.recv_timeout(PATIENCE).as_deref(), Ok("once"));
+    std::thread::sleep(Duration::from_millis(100));
+    let stats = bridge_a.stats();
+    assert_eq!((stats.imported, stats.exported), (1, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input
+
+#[test]
+fn bad_input_is_rejected_with_clear_errors() {
+    let broker = broker::<String>();
+    let url = "nats://127.0.0.1:4222";
+
+    let err = Bridge::builder(&broker, "nats://bad host:4222")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BridgeError::InvalidUrl { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("invalid NATS server URL \"nats://bad host:4222\""),
+        "{err}"
+    );
+
+    let err = Bridge::builder(&broker, url)
+        .export("orders..new")
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        BridgeError::InvalidPattern {
+            pattern: "orders..new".into(),
+            reason: TopicError::EmptyToken { position: 7 }
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "invalid bridge pattern \"orders..new\": empty token at byte 7"
+    );
+    let err = Bridge::builder(&broker, url)
+        .import("a.>.b")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BridgeError::InvalidPattern { .. }), "{err:?}");
+    for group in ["", "two words"] {
+        let err = Bridge::builder(&broker, url)
+            .import_group("a.>", group)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            BridgeError::InvalidGroup {
+                group: group.into()
+            }
+        );
+    }
+
+    let too_big = Bridge::builder(&broker, url)
+        .export("a")
+        .export_capacity(syncmq::MAX_CAPACITY + 1)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(too_big, BridgeError::Broker(Error::InvalidConfig(_))),
+        "{too_big:?}"
+    );
+    // Nothing was left subscribed by the failed builds.
+    assert_eq!(broker.stats().subscribers, 0);
+}
+
+#[test]
+fn an_unreachable_server_fails_build_within_the_connect_timeout() {
+    // A port nobody listens on: take a free one and release it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let broker = broker::<String>();
+    let started = Instant::now();
+    let err = Bridge::builder(&broker, &format!("nats://127.0.0.1:{port}"))
+        .export("a.>")
+        .import("b.>")
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, BridgeError::Connect { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with("cannot connect to NATS server"),
+        "{err}"
+    );
+    // Nothing is left behind: the export queue left the broker.
+    assert_eq!(broker.stats().subscribers, 0);
+}
+
+#[test]
+fn a_closed_broker_cannot_be_bridged() {
+    let broker = broker::<String>();
+    broker.close();
+    let err = Bridge::builder(&broker, "nats://127.0.0.1:4222")
+        .export("a")
+        .build()
+        .unwrap_err();
+    assert_eq!(err, BridgeError::Broker(Error::Closed));
+}

@@ -1,0 +1,66 @@
+//! The NATS bridge's threads: a bridge runs exactly two, and `close` joins them. In a file of
+//! its own so that no other test's bridge runs in the same process.
+#![cfg(feature = "nats")]
+
+#[path = "support/nats_server.rs"]
+mod nats_server;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use nats_server::NatsServer;
+use syncmq::{Bridge, Broker};
+
+/// The bridge's threads, as named (both fit Linux's 15-byte limit on thread names).
+const THREADS: [&str; 2] = ["syncmq-bridge", "syncmq-export"];
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "reads thread names from /proc")]
+fn a_bridge_runs_two_threads_and_close_joins_them() {
+    let server = NatsServer::start();
+    let broker = Broker::<String>::new();
+    assert_eq!(bridge_threads(), [0, 0]);
+    let bridge = Bridge::builder(&broker, &server.url())
+        .export("a.>")
+        .import("b.>")
+        .build()
+        .unwrap();
+    assert_threads([1, 1], "running");
+    bridge.close();
+    assert_eq!(bridge_threads(), [0, 0], "joined by close");
+
+    // Dropping does the same.
+    let bridge = Bridge::builder(&broker, &server.url())
+        .export("a.>")
+        .build()
+        .unwrap();
+    assert_threads([1, 1], "running");
+    drop(bridge);
+    assert_eq!(bridge_threads(), [0, 0], "joined by drop");
+}
+
+/// Waits until the bridge threads are `expected`: a new thread names itself once it runs,
+/// which may be a moment after `build` returned.
+#[track_caller]
+fn assert_threads(expected: [usize; 2], when: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bridge_threads() != expected {
+        assert!(
+            Instant::now() < deadline,
+            "{when}: threads {:?}",
+            bridge_threads()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How many threads of this process have each name of [`THREADS`].
+fn bridge_threads() -> [usize; 2] {
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if let Ok(name) = std::fs::read_to_string(task.path().join("comm")) {
+            *names.entry(name.trim().to_string()).or_default() += 1;
+        }
+    }
+    THREADS.map(|name| names.get(name).copied().unwrap_or(0))
+}
