@@ -1,2 +1,800 @@
-//! Placeholder; replaced by the criterion suite.
-fn main() {}
+//! Benchmarks of the publish path, each next to a raw `crossbeam-channel` baseline.
+//!
+//! `cargo bench --bench publish` runs the criterion groups (a few minutes on 2 cores):
+//!
+//! - `publish/fanout/{syncmq,crossbeam}/{1,10,100,1000}`: one publishing thread, N subscribers
+//!   draining on their own threads, `Overflow::Block`, default capacity, payload
+//!   `Arc<[u8; 64]>`. The `crossbeam` baseline is the same thread sending to N bounded
+//!   crossbeam channels itself, one after another. An iteration of `k` publishes is timed until
+//!   every consumer has *received* the `k`-th message, for both variants. Throughput is in
+//!   deliveries (N per publish).
+//! - `publish/enqueue/{syncmq,crossbeam}/{1,10,100,1000}`: the publishing thread's own cost per
+//!   delivery: N queues with room and nobody waiting on them (drained between timed chunks), so
+//!   no wake-ups and little scheduling noise. syncmq delivers inline here.
+//! - `publish/no_subscribers`: publish to a valid topic nobody subscribes to.
+//! - `subscribe_unsubscribe/{0,100}`: subscribe and drop the subscription, on a topic with 0 or
+//!   100 other subscribers (subscribing copies the topic's list).
+//! - `publish/stalled/{syncmq,crossbeam}/{1of11,5of15}`: 1 (or 5) subscribers that never read,
+//!   queues full, listed *first*, among 10 fast ones, with the default 5 ms timeout. A syncmq
+//!   publish costs about one timeout however many are stalled; the baseline (sequential
+//!   `send_timeout`, like the Go ancestor) costs one timeout per stalled subscriber.
+//!
+//! `SYNCMQ_BENCH_SWEEP=1 cargo bench --bench publish` instead runs the dispatch sweep used to
+//! pick [`syncmq::DEFAULT_DISPATCH_THRESHOLD`]: fan-out to N in {50, 100, 200, 500, 1000}
+//! subscribers, with the default settings, inline, and with every dispatch threshold in
+//! {32, 64, 128, 256} and 1 or 2 workers, against the crossbeam baseline. It also reports the
+//! CPU time the whole process used per variant, relative to the baseline's. The variants run interleaved, round after round,
+//! and each is reported as the median of its per-round ratio to the baseline, so a noisy,
+//! shared machine moves the baseline and the variants together. `SYNCMQ_BENCH_SWEEP_ROUNDS`
+//! (default 15), `SYNCMQ_BENCH_SWEEP_N`, `SYNCMQ_BENCH_SWEEP_THRESHOLDS` and
+//! `SYNCMQ_BENCH_SWEEP_WORKERS` (comma-separated lists; `SYNCMQ_BENCH_SWEEP_THRESHOLDS=` for
+//! none) adjust it, and
+//! `SYNCMQ_BENCH_SWEEP_VERBOSE=1` prints every sample. `SYNCMQ_BENCH_SWEEP=enqueue` sweeps the
+//! `publish/enqueue` shape instead (the publishing thread's own cost, no wake-ups), and
+//! `SYNCMQ_BENCH_SWEEP=all` both.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use crossbeam_channel::{Receiver, Sender};
+use syncmq::{Broker, BrokerBuilder, DEFAULT_CAPACITY, DEFAULT_SEND_TIMEOUT, Overflow};
+
+/// The message of every benchmark: a cheap-to-clone handle on a cache line of bytes.
+type Payload = Arc<[u8; 64]>;
+
+/// The topic of every benchmark.
+const TOPIC: &str = "bench.orders.created";
+
+/// Byte 0 of the last message of a timed batch; every other message has 0 there.
+const LAST: u8 = 1;
+
+/// Stack size of consumer threads: they only loop over `recv`. Keeps 1000s of them cheap.
+const CONSUMER_STACK: usize = 64 * 1024;
+
+fn payload(first_byte: u8) -> Payload {
+    let mut bytes = [0u8; 64];
+    bytes[0] = first_byte;
+    Arc::new(bytes)
+}
+
+/// Counts the consumers that have not yet received the last message of the current batch.
+/// The consumer that brings it to zero wakes the timing thread: one wake per batch.
+struct Acks {
+    remaining: AtomicUsize,
+    done: Sender<()>,
+}
+
+impl Acks {
+    fn received(&self, msg: &Payload) {
+        if msg[0] == LAST && self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _ = self.done.send(());
+        }
+    }
+}
+
+/// How a fan-out fixture publishes.
+enum Sink {
+    /// Through a broker with one topic and N subscribers.
+    Syncmq(Broker<Payload>),
+    /// By sending to N channels itself, in order.
+    Crossbeam(Vec<Sender<Payload>>),
+}
+
+/// N consumer threads draining as fast as they can, spawned once, reused by every iteration.
+struct Fanout {
+    sink: Sink,
+    subscribers: usize,
+    acks: Arc<Acks>,
+    done: Receiver<()>,
+    consumers: Vec<JoinHandle<()>>,
+    regular: Payload,
+    last: Payload,
+}
+
+impl Fanout {
+    /// `n` syncmq subscribers of one topic, on a broker built by `builder`.
+    fn syncmq(n: usize, builder: BrokerBuilder<Payload>) -> Self {
+        let broker = builder.build();
+        let (acks, done) = Self::acks();
+        let consumers = (0..n)
+            .map(|i| {
+                let sub = broker.subscribe(TOPIC).expect("valid topic, open broker");
+                let acks = acks.clone();
+                spawn_consumer(i, move || {
+                    for msg in &sub {
+                        acks.received(&msg);
+                    }
+                })
+            })
+            .collect();
+        Self::new(Sink::Syncmq(broker), n, acks, done, consumers)
+    }
+
+    /// `n` bounded crossbeam channels of `capacity`, each drained by its own thread.
+    fn crossbeam(n: usize, capacity: usize) -> Self {
+        let (acks, done) = Self::acks();
+        let mut senders = Vec::with_capacity(n);
+        let consumers = (0..n)
+            .map(|i| {
+                let (sender, receiver) = crossbeam_channel::bounded::<Payload>(capacity);
+                senders.push(sender);
+                let acks = acks.clone();
+                spawn_consumer(i, move || {
+                    for msg in receiver {
+                        acks.received(&msg);
+                    }
+                })
+            })
+            .collect();
+        Self::new(Sink::Crossbeam(senders), n, acks, done, consumers)
+    }
+
+    fn acks() -> (Arc<Acks>, Receiver<()>) {
+        let (done_sender, done) = crossbeam_channel::bounded(1);
+        let acks = Arc::new(Acks {
+            remaining: AtomicUsize::new(0),
+            done: done_sender,
+        });
+        (acks, done)
+    }
+
+    fn new(
+        sink: Sink,
+        subscribers: usize,
+        acks: Arc<Acks>,
+        done: Receiver<()>,
+        consumers: Vec<JoinHandle<()>>,
+    ) -> Self {
+        let fixture = Fanout {
+            sink,
+            subscribers,
+            acks,
+            done,
+            consumers,
+            regular: payload(0),
+            last: payload(LAST),
+        };
+        // Check the shape once, untimed: every publish reaches every subscriber.
+        fixture.run(2);
+        fixture
+    }
+
+    /// Publishes `iters` messages and returns the time until every consumer has received the
+    /// last one.
+    fn run(&self, iters: u64) -> Duration {
+        if iters == 0 {
+            return Duration::ZERO;
+        }
+        // Published before the messages, so every consumer that sees `LAST` sees this count.
+        self.acks
+            .remaining
+            .store(self.subscribers, Ordering::Release);
+        let start = Instant::now();
+        match &self.sink {
+            Sink::Syncmq(broker) => {
+                let publish = |msg: Payload| {
+                    let report = broker.publish(TOPIC, msg).expect("open broker");
+                    assert_eq!(report.delivered, self.subscribers, "Overflow::Block drops");
+                };
+                for _ in 1..iters {
+                    publish(self.regular.clone());
+                }
+                publish(self.last.clone());
+            }
+            Sink::Crossbeam(senders) => {
+                let publish = |msg: Payload| {
+                    // Like the broker: clones for all but the last, which gets `msg` itself.
+                    let (last, rest) = senders.split_last().expect("at least one channel");
+                    for sender in rest {
+                        sender.send(msg.clone()).expect("consumer alive");
+                    }
+                    last.send(msg).expect("consumer alive");
+                };
+                for _ in 1..iters {
+                    publish(self.regular.clone());
+                }
+                publish(self.last.clone());
+            }
+        }
+        self.done.recv().expect("a consumer acknowledges");
+        start.elapsed()
+    }
+}
+
+impl Drop for Fanout {
+    fn drop(&mut self) {
+        match &mut self.sink {
+            Sink::Syncmq(broker) => broker.close(),
+            Sink::Crossbeam(senders) => senders.clear(),
+        }
+        for consumer in self.consumers.drain(..) {
+            consumer.join().expect("consumer thread panicked");
+        }
+    }
+}
+
+fn spawn_consumer(index: usize, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    thread::Builder::new()
+        .name(format!("bench-consumer-{index}"))
+        .stack_size(CONSUMER_STACK)
+        .spawn(body)
+        .expect("spawn consumer thread")
+}
+
+fn fanout_broker() -> BrokerBuilder<Payload> {
+    Broker::builder().overflow(Overflow::Block)
+}
+
+fn bench_fanout(c: &mut Criterion) {
+    let mut group = c.benchmark_group("publish/fanout");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for n in [1, 10, 100, 1000] {
+        group.throughput(Throughput::Elements(n as u64));
+        // Fixtures are built on first use, so a filtered-out benchmark spawns no threads, and
+        // dropped right after, so only one set of consumer threads exists at a time.
+        let mut fixture = None;
+        group.bench_with_input(BenchmarkId::new("syncmq", n), &n, |b, &n| {
+            let fixture = fixture.get_or_insert_with(|| Fanout::syncmq(n, fanout_broker()));
+            b.iter_custom(|iters| fixture.run(iters));
+        });
+        drop(fixture);
+        let mut fixture = None;
+        group.bench_with_input(BenchmarkId::new("crossbeam", n), &n, |b, &n| {
+            let fixture = fixture.get_or_insert_with(|| Fanout::crossbeam(n, DEFAULT_CAPACITY));
+            b.iter_custom(|iters| fixture.run(iters));
+        });
+        drop(fixture);
+    }
+    group.finish();
+}
+
+/// Queue bound of the `publish/enqueue` fixtures: a timed chunk of publishes never fills it.
+const ENQUEUE_CHUNK: usize = 512;
+
+/// N queues nobody is waiting on, filled by timed chunks of publishes and drained untimed:
+/// the publishing thread's own cost per delivery, with no wake-ups and no scheduling noise.
+fn bench_enqueue(c: &mut Criterion) {
+    let mut group = c.benchmark_group("publish/enqueue");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for n in [1, 10, 100, 1000] {
+        group.throughput(Throughput::Elements(n as u64));
+        let mut fixture = None;
+        group.bench_with_input(BenchmarkId::new("syncmq", n), &n, |b, &n| {
+            // Inline delivery: striping would hand sends to other threads.
+            let fixture = fixture.get_or_insert_with(|| Enqueue::syncmq(n, |b| b.workers(0)));
+            b.iter_custom(|iters| fixture.run(iters));
+        });
+        let mut fixture = None;
+        group.bench_with_input(BenchmarkId::new("crossbeam", n), &n, |b, &n| {
+            let fixture = fixture.get_or_insert_with(|| Enqueue::crossbeam(n));
+            b.iter_custom(|iters| fixture.run(iters));
+        });
+    }
+    group.finish();
+}
+
+/// N queues of [`ENQUEUE_CHUNK`] with no thread waiting on them.
+enum Enqueue {
+    Syncmq {
+        broker: Broker<Payload>,
+        subs: Vec<syncmq::Subscription<Payload>>,
+    },
+    Crossbeam {
+        senders: Vec<Sender<Payload>>,
+        receivers: Vec<Receiver<Payload>>,
+    },
+}
+
+impl Enqueue {
+    fn syncmq(
+        n: usize,
+        configure: impl FnOnce(BrokerBuilder<Payload>) -> BrokerBuilder<Payload>,
+    ) -> Self {
+        let builder = Broker::builder()
+            .capacity(ENQUEUE_CHUNK)
+            .overflow(Overflow::Block);
+        let broker = configure(builder).build();
+        let subs = (0..n)
+            .map(|_| broker.subscribe(TOPIC).expect("valid topic"))
+            .collect();
+        Enqueue::Syncmq { broker, subs }
+    }
+
+    fn crossbeam(n: usize) -> Self {
+        let (senders, receivers) = (0..n)
+            .map(|_| crossbeam_channel::bounded::<Payload>(ENQUEUE_CHUNK))
+            .unzip();
+        Enqueue::Crossbeam { senders, receivers }
+    }
+
+    /// Times `iters` publishes, in chunks that fit the queues, draining them untimed.
+    fn run(&self, iters: u64) -> Duration {
+        let msg = payload(0);
+        match self {
+            Enqueue::Syncmq { broker, subs } => timed_chunks(
+                iters,
+                || {
+                    broker.publish(TOPIC, msg.clone()).expect("open broker");
+                },
+                || subs.iter().for_each(|s| s.try_iter().for_each(drop)),
+            ),
+            Enqueue::Crossbeam { senders, receivers } => timed_chunks(
+                iters,
+                || {
+                    let (last, rest) = senders.split_last().expect("at least one channel");
+                    for sender in rest {
+                        sender.send(msg.clone()).expect("room");
+                    }
+                    last.send(msg.clone()).expect("room");
+                },
+                || receivers.iter().for_each(|r| r.try_iter().for_each(drop)),
+            ),
+        }
+    }
+}
+
+/// Runs `publish` `iters` times in chunks of [`ENQUEUE_CHUNK`], timing only the publishes,
+/// and runs `drain` (untimed) after each chunk.
+fn timed_chunks(iters: u64, mut publish: impl FnMut(), mut drain: impl FnMut()) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let chunk = left.min(ENQUEUE_CHUNK as u64);
+        let start = Instant::now();
+        for _ in 0..chunk {
+            publish();
+        }
+        total += start.elapsed();
+        drain();
+        left -= chunk;
+    }
+    total
+}
+
+fn bench_no_subscribers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("publish");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let broker = Broker::<Payload>::new();
+    // Another topic has subscribers, so the registry is not empty.
+    let _other = broker.subscribe("bench.other").expect("valid topic");
+    let msg = payload(0);
+    group.bench_function("no_subscribers", |b| {
+        b.iter(|| broker.publish(black_box(TOPIC), msg.clone()))
+    });
+    group.finish();
+}
+
+fn bench_subscribe_unsubscribe(c: &mut Criterion) {
+    let mut group = c.benchmark_group("subscribe_unsubscribe");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for others in [0, 100] {
+        let broker = Broker::<Payload>::new();
+        let _others: Vec<_> = (0..others)
+            .map(|_| broker.subscribe(TOPIC).expect("valid topic"))
+            .collect();
+        group.bench_with_input(BenchmarkId::from_parameter(others), &others, |b, _| {
+            b.iter(|| drop(broker.subscribe(black_box(TOPIC)).expect("valid topic")))
+        });
+    }
+    group.finish();
+}
+
+/// `stalled` subscribers that never read, with full queues, listed first, then `fast` ones
+/// draining on their own threads; default capacity and 5 ms timeout.
+enum Stalled {
+    Syncmq {
+        broker: Broker<Payload>,
+        _stalled: Vec<syncmq::Subscription<Payload>>,
+        consumers: Vec<JoinHandle<()>>,
+    },
+    Crossbeam {
+        senders: Vec<Sender<Payload>>,
+        _stalled: Vec<Receiver<Payload>>,
+        consumers: Vec<JoinHandle<()>>,
+    },
+}
+
+impl Stalled {
+    fn syncmq(stalled: usize, fast: usize) -> Self {
+        let broker = Broker::<Payload>::builder()
+            .send_timeout(DEFAULT_SEND_TIMEOUT)
+            .build();
+        let stalled_subs: Vec<_> = (0..stalled)
+            .map(|_| broker.subscribe(TOPIC).expect("valid topic"))
+            .collect();
+        // Fill the stalled queues while they are the only subscribers.
+        for _ in 0..DEFAULT_CAPACITY {
+            broker.publish(TOPIC, payload(0)).expect("open broker");
+        }
+        let consumers = (0..fast)
+            .map(|i| {
+                let sub = broker.subscribe(TOPIC).expect("valid topic");
+                spawn_consumer(i, move || sub.iter().for_each(drop))
+            })
+            .collect();
+        let report = broker.publish(TOPIC, payload(0)).expect("open broker");
+        assert_eq!((report.delivered, report.dropped), (fast, stalled));
+        Stalled::Syncmq {
+            broker,
+            _stalled: stalled_subs,
+            consumers,
+        }
+    }
+
+    fn crossbeam(stalled: usize, fast: usize) -> Self {
+        let mut senders = Vec::new();
+        let mut stalled_receivers = Vec::new();
+        for _ in 0..stalled {
+            let (sender, receiver) = crossbeam_channel::bounded(DEFAULT_CAPACITY);
+            for _ in 0..DEFAULT_CAPACITY {
+                sender.send(payload(0)).expect("room");
+            }
+            senders.push(sender);
+            stalled_receivers.push(receiver);
+        }
+        let consumers = (0..fast)
+            .map(|i| {
+                let (sender, receiver) = crossbeam_channel::bounded::<Payload>(DEFAULT_CAPACITY);
+                senders.push(sender);
+                spawn_consumer(i, move || receiver.iter().for_each(drop))
+            })
+            .collect();
+        Stalled::Crossbeam {
+            senders,
+            _stalled: stalled_receivers,
+            consumers,
+        }
+    }
+
+    fn publish(&self, msg: Payload) -> usize {
+        match self {
+            Stalled::Syncmq { broker, .. } => {
+                broker.publish(TOPIC, msg).expect("open broker").dropped
+            }
+            Stalled::Crossbeam { senders, .. } => senders
+                .iter()
+                .filter(|s| s.send_timeout(msg.clone(), DEFAULT_SEND_TIMEOUT).is_err())
+                .count(),
+        }
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        let consumers = match self {
+            Stalled::Syncmq {
+                broker, consumers, ..
+            } => {
+                broker.close();
+                consumers
+            }
+            Stalled::Crossbeam {
+                senders, consumers, ..
+            } => {
+                senders.clear();
+                consumers
+            }
+        };
+        for consumer in consumers.drain(..) {
+            consumer.join().expect("consumer thread panicked");
+        }
+    }
+}
+
+fn bench_stalled(c: &mut Criterion) {
+    let mut group = c.benchmark_group("publish/stalled");
+    // Each publish waits out at least one 5 ms timeout: few, equal-sized samples.
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (stalled, fast) in [(1, 10), (5, 10)] {
+        let shape = format!("{stalled}of{}", stalled + fast);
+        let mut fixture = None;
+        group.bench_function(BenchmarkId::new("syncmq", &shape), |b| {
+            let fixture = fixture.get_or_insert_with(|| Stalled::syncmq(stalled, fast));
+            let msg = payload(0);
+            b.iter(|| assert_eq!(fixture.publish(msg.clone()), stalled));
+        });
+        drop(fixture);
+        let mut fixture = None;
+        group.bench_function(BenchmarkId::new("crossbeam", &shape), |b| {
+            let fixture = fixture.get_or_insert_with(|| Stalled::crossbeam(stalled, fast));
+            let msg = payload(0);
+            b.iter(|| assert_eq!(fixture.publish(msg.clone()), stalled));
+        });
+        drop(fixture);
+    }
+    group.finish();
+}
+
+/// Runs every criterion group (what `criterion_group!` would generate, but documented).
+fn benches() {
+    let mut c = Criterion::default().configure_from_args();
+    bench_fanout(&mut c);
+    bench_enqueue(&mut c);
+    bench_no_subscribers(&mut c);
+    bench_subscribe_unsubscribe(&mut c);
+    bench_stalled(&mut c);
+}
+
+fn main() {
+    if let Ok(which) = std::env::var("SYNCMQ_BENCH_SWEEP") {
+        sweep::run(&which);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+/// The dispatch sweep: which threshold and worker count make large fan-outs fastest.
+mod sweep {
+    use super::{DEFAULT_CAPACITY, Enqueue, Fanout, Overflow};
+    use std::time::Duration;
+    use syncmq::Broker;
+
+    const DEFAULT_NS: [usize; 5] = [50, 100, 200, 500, 1000];
+    const THRESHOLDS: [usize; 4] = [32, 64, 128, 256];
+    const WORKERS: [usize; 2] = [1, 2];
+
+    /// A workload whose fixture times a batch of publishes.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Shape {
+        /// Subscribers draining on their own threads: [`Fanout`].
+        Fanout,
+        /// Nobody waiting, queues drained untimed: [`Enqueue`]. The publishing side's own cost.
+        Enqueue,
+    }
+
+    impl Shape {
+        /// Deliveries per timed sample, whatever N.
+        fn deliveries_per_sample(self) -> usize {
+            match self {
+                Shape::Fanout => 1_000_000,
+                Shape::Enqueue => 4_000_000,
+            }
+        }
+    }
+
+    /// A fixture of either shape.
+    enum Fixture {
+        Fanout(Fanout),
+        Enqueue(Enqueue),
+    }
+
+    impl Fixture {
+        fn run(&self, iters: u64) -> Duration {
+            match self {
+                Fixture::Fanout(f) => f.run(iters),
+                Fixture::Enqueue(f) => f.run(iters),
+            }
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    enum Variant {
+        Crossbeam,
+        /// `Broker::builder()` defaults (but `Overflow::Block`).
+        Default,
+        Inline,
+        Striped {
+            threshold: usize,
+            workers: usize,
+        },
+    }
+
+    impl Variant {
+        fn label(self) -> String {
+            match self {
+                Variant::Crossbeam => "crossbeam".into(),
+                Variant::Default => "default".into(),
+                Variant::Inline => "inline".into(),
+                Variant::Striped { threshold, workers } => format!("t{threshold}/w{workers}"),
+            }
+        }
+
+        fn fixture(self, shape: Shape, n: usize) -> Fixture {
+            type Builder = syncmq::BrokerBuilder<super::Payload>;
+            let configure = move |builder: Builder| match self {
+                Variant::Crossbeam | Variant::Default => builder,
+                Variant::Inline => builder.workers(0),
+                Variant::Striped { threshold, workers } => {
+                    builder.workers(workers).dispatch_threshold(threshold)
+                }
+            };
+            match (shape, self) {
+                (Shape::Fanout, Variant::Crossbeam) => {
+                    Fixture::Fanout(Fanout::crossbeam(n, DEFAULT_CAPACITY))
+                }
+                (Shape::Fanout, _) => Fixture::Fanout(Fanout::syncmq(
+                    n,
+                    configure(Broker::builder().overflow(Overflow::Block)),
+                )),
+                (Shape::Enqueue, Variant::Crossbeam) => Fixture::Enqueue(Enqueue::crossbeam(n)),
+                (Shape::Enqueue, _) => Fixture::Enqueue(Enqueue::syncmq(n, configure)),
+            }
+        }
+
+        /// The number of stripes `Shared::deliver` cuts a publish to `n` subscribers into.
+        fn stripes(self, n: usize) -> String {
+            match self {
+                Variant::Striped { threshold, workers } if n >= threshold => (n
+                    / (threshold / 2).max(1))
+                .clamp(2, workers + 1)
+                .to_string(),
+                Variant::Default => "?".into(),
+                _ => "1".into(),
+            }
+        }
+    }
+
+    fn env_usize_list(name: &str) -> Option<Vec<usize>> {
+        let value = std::env::var(name).ok()?;
+        let list = value
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                s.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}: bad number {s:?}"))
+            })
+            .collect();
+        Some(list)
+    }
+
+    fn median(values: &mut [f64]) -> f64 {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    }
+
+    /// CPU time used by the whole process (every thread) so far, from `/proc/self/stat`, in
+    /// seconds; `None` where that file does not exist. Assumes 100 clock ticks per second, as
+    /// on every Linux configuration in practice: 10 ms resolution.
+    fn process_cpu_seconds() -> Option<f64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the parenthesised command name: state is the first, utime the 12th.
+        let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+        let utime: f64 = fields.next()?.parse().ok()?;
+        let stime: f64 = fields.next()?.parse().ok()?;
+        Some((utime + stime) / 100.0)
+    }
+
+    /// One timed run of one variant.
+    #[derive(Clone, Copy)]
+    struct Sample {
+        wall: f64,
+        cpu: Option<f64>,
+    }
+
+    pub(super) fn run(which: &str) {
+        let shapes: &[Shape] = match which {
+            "enqueue" => &[Shape::Enqueue],
+            "all" => &[Shape::Fanout, Shape::Enqueue],
+            _ => &[Shape::Fanout],
+        };
+        let rounds = env_usize_list("SYNCMQ_BENCH_SWEEP_ROUNDS").map_or(15, |v| v[0].max(1));
+        let verbose = std::env::var_os("SYNCMQ_BENCH_SWEEP_VERBOSE").is_some();
+        let ns = env_usize_list("SYNCMQ_BENCH_SWEEP_N").unwrap_or_else(|| DEFAULT_NS.to_vec());
+        println!(
+            "dispatch sweep: {} cores, Overflow::Block, {rounds} interleaved rounds.\n\
+             speed: median over rounds of (crossbeam time / variant time) in the same round, \
+             with (min..max); cpu: median of (variant CPU time / crossbeam CPU time), whole \
+             process; [stripes]",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+        );
+        let mut variants = vec![Variant::Crossbeam, Variant::Default, Variant::Inline];
+        let thresholds =
+            env_usize_list("SYNCMQ_BENCH_SWEEP_THRESHOLDS").unwrap_or_else(|| THRESHOLDS.to_vec());
+        let workers_list =
+            env_usize_list("SYNCMQ_BENCH_SWEEP_WORKERS").unwrap_or_else(|| WORKERS.to_vec());
+        for &threshold in &thresholds {
+            for &workers in &workers_list {
+                variants.push(Variant::Striped { threshold, workers });
+            }
+        }
+        for &shape in shapes {
+            for &n in &ns {
+                // A variant whose threshold is above n runs inline: measure inline once.
+                let active: Vec<Variant> = variants
+                    .iter()
+                    .copied()
+                    .filter(|v| !matches!(v, Variant::Striped { threshold, .. } if n < *threshold))
+                    .collect();
+                let samples = measure(shape, n, &active, rounds, verbose);
+                report(shape, n, &active, &samples);
+            }
+        }
+    }
+
+    fn measure(
+        shape: Shape,
+        n: usize,
+        active: &[Variant],
+        rounds: usize,
+        verbose: bool,
+    ) -> Vec<Vec<Sample>> {
+        let iters = (shape.deliveries_per_sample() / n).max(1) as u64;
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); active.len()];
+        for round in 0..rounds {
+            for k in 0..active.len() {
+                // Rotate the order so no variant always runs right after another.
+                let i = (round + k) % active.len();
+                // One set of consumer threads at a time: with thousands of idle threads from
+                // other fixtures alive, fan-out to 1000 slowed down 100-fold here.
+                let fixture = active[i].fixture(shape, n);
+                fixture.run(iters / 4 + 1); // warm: pool threads spawned, caches hot
+                let cpu_before = process_cpu_seconds();
+                let elapsed = fixture.run(iters);
+                let cpu = process_cpu_seconds()
+                    .zip(cpu_before)
+                    .map(|(after, before)| after - before);
+                drop(fixture);
+                samples[i].push(Sample {
+                    wall: elapsed.as_secs_f64(),
+                    cpu,
+                });
+                if verbose {
+                    eprintln!(
+                        "N = {n} round {round} {}: {elapsed:?}, cpu {cpu:?}",
+                        active[i].label()
+                    );
+                }
+            }
+        }
+        samples
+    }
+
+    fn report(shape: Shape, n: usize, active: &[Variant], samples: &[Vec<Sample>]) {
+        let deliveries = ((shape.deliveries_per_sample() / n).max(1) * n) as f64;
+        let mut raw: Vec<f64> = samples[0].iter().map(|s| s.wall).collect();
+        let raw_wall = median(&mut raw);
+        let mut raw_cpu: Vec<f64> = samples[0].iter().filter_map(|s| s.cpu).collect();
+        let raw_cpu = (!raw_cpu.is_empty()).then(|| median(&mut raw_cpu));
+        println!(
+            "{} N = {n}: crossbeam {:.2} M deliveries/s, {} ns CPU per delivery",
+            match shape {
+                Shape::Fanout => "fanout",
+                Shape::Enqueue => "enqueue",
+            },
+            deliveries / raw_wall / 1e6,
+            raw_cpu.map_or("?".into(), |cpu| format!("{:.0}", cpu / deliveries * 1e9)),
+        );
+        for (i, variant) in active.iter().enumerate().skip(1) {
+            let pairs = samples[i].iter().zip(&samples[0]);
+            let mut speed: Vec<f64> = pairs.clone().map(|(v, raw)| raw.wall / v.wall).collect();
+            let mut cpu: Vec<f64> = pairs
+                .filter_map(|(v, raw)| Some(v.cpu? / raw.cpu?))
+                .filter(|ratio| ratio.is_finite())
+                .collect();
+            let mid = median(&mut speed);
+            let cpu = if cpu.is_empty() {
+                "?".into()
+            } else {
+                format!("{:.2}x", median(&mut cpu))
+            };
+            println!(
+                "  {:<9} speed {:>5.2}x ({:.2}..{:.2})  cpu {cpu:>5}  [{}]",
+                variant.label(),
+                mid,
+                speed[0],
+                speed[speed.len() - 1],
+                variant.stripes(n),
+            );
+        }
+    }
+}
