@@ -29,7 +29,7 @@ use crate::config::{BrokerBuilder, Config, SubscribeOptions, SubscriberConfig};
 use crate::delivery::{Context, Outcome, deliver};
 use crate::dispatch::Pool;
 use crate::error::Error;
-use crate::registry::{Registry, Retired, Route};
+use crate::registry::{Lookup, Registry, Retired, Route};
 use crate::stats::{BrokerStats, Counters, PublishReport, TopicStats};
 use crate::subscriber::{Origin, Queue, Subscriber, SubscriberState};
 use crate::subscription::{Subscription, Tap};
@@ -389,19 +389,33 @@ impl<T: Clone + Send + 'static> Broker<T> {
         origin: Option<Origin>,
     ) -> Result<PublishReport, Error> {
         let shared = &self.handle.shared;
-        if let Err(reason) = validate_topic(topic) {
-            return Err(Error::InvalidTopic {
-                topic: topic.to_owned(),
-                reason,
-            });
-        }
-        // Snapshot the route and release the lock before sending anything.
-        let route = {
+        // Snapshot the route and release the lock before sending anything. A topic the
+        // registry already knows is valid skips validation: most publishes go to topics that
+        // have subscribers.
+        let lookup = {
             let registry = shared.registry.read();
             if registry.closed {
-                return Err(Error::Closed);
+                Lookup::Unchecked
+            } else {
+                registry.lookup(topic)
             }
-            registry.resolve(topic)
+        };
+        let route = match lookup {
+            Lookup::Found(route) => route,
+            Lookup::Unchecked => {
+                // An invalid topic is reported as such even by a closed broker.
+                if let Err(reason) = validate_topic(topic) {
+                    return Err(Error::InvalidTopic {
+                        topic: topic.to_owned(),
+                        reason,
+                    });
+                }
+                let registry = shared.registry.read();
+                if registry.closed {
+                    return Err(Error::Closed);
+                }
+                registry.resolve(topic)
+            }
         };
         shared.totals.record_publish();
         let Some(route) = route else {

@@ -19,7 +19,7 @@ pub const MAX_CAPACITY: usize = 1 << 20;
 
 /// The default [`BrokerBuilder::dispatch_threshold`]: publishes to at least this many subscribers
 /// are spread over the dispatch pool. Measured with `benches/publish.rs`; see the README.
-pub const DEFAULT_DISPATCH_THRESHOLD: usize = 256;
+pub const DEFAULT_DISPATCH_THRESHOLD: usize = 1024;
 
 /// What a publish does when a subscriber's queue is full.
 ///

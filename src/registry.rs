@@ -195,6 +195,14 @@ impl<T> Route<T> {
     }
 }
 
+/// What [`Registry::lookup`] knows about a topic.
+pub(crate) enum Lookup<T> {
+    /// The topic is valid and reaches this route (or nothing).
+    Found(Option<Arc<Route<T>>>),
+    /// Validate the topic, then [`Registry::resolve`] it.
+    Unchecked,
+}
+
 /// What a change to the table replaced, to be dropped by the caller after it releases the
 /// lock: dropping it may drop the last sender of a queue, which wakes that queue's receiver.
 pub(crate) struct Retired<T> {
@@ -246,7 +254,27 @@ impl<T> Registry<T> {
             .map_or_else(Arc::default, |route| route.key_counters().clone())
     }
 
-    /// Everything a publish to `topic` reaches, or `None` if nothing.
+    /// The hot path of a publish: what `topic` reaches, if that is known without validating
+    /// `topic` first. With no wildcard subscription, a topic that is a key is valid (keys are
+    /// validated, and none has a wildcard); with some, a cached topic is valid (only validated
+    /// topics are resolved). Anything else needs [`validate_topic`] and [`Registry::resolve`].
+    ///
+    /// [`validate_topic`]: crate::validate_topic
+    pub(crate) fn lookup(&self, topic: &str) -> Lookup<T> {
+        if self.patterns.len() == 0 {
+            return match self.keys.get(topic) {
+                Some(route) => Lookup::Found(Some(route.clone())),
+                None => Lookup::Unchecked,
+            };
+        }
+        match self.cache.read().get(topic) {
+            Some(cached) => Lookup::Found(cached.clone()),
+            None => Lookup::Unchecked,
+        }
+    }
+
+    /// Everything a publish to `topic`, which must be a valid topic, reaches, or `None` if
+    /// nothing.
     pub(crate) fn resolve(&self, topic: &str) -> Option<Arc<Route<T>>> {
         if self.patterns.len() == 0 {
             return self.keys.get(topic).cloned();
