@@ -32,7 +32,7 @@ use crate::error::Error;
 use crate::registry::{Lookup, Registry, Retired, Route};
 use crate::stats::{BrokerStats, Counters, PublishReport, TopicStats};
 use crate::subscriber::{Origin, Queue, Subscriber, SubscriberState};
-use crate::subscription::{Subscription, Tap};
+use crate::subscription::{Membership, Subscription, Tap};
 use crate::topic::{validate_pattern, validate_topic};
 
 /// A topic-based publish/subscribe broker.
@@ -312,7 +312,10 @@ impl<T: Clone + Send + 'static> Broker<T> {
         let config = options.resolve(shared.config.subscriber)?;
         let (queue, receiver) = Queue::tagged(config);
         let (key, id, state) = shared.file(pattern, None, config, Some(origin), queue)?;
-        Ok(Tap::new(shared.clone(), key, id, receiver, state))
+        Ok(Tap::new(
+            Membership::new(shared.clone(), key, id, state),
+            receiver,
+        ))
     }
 
     /// Subscribes to `pattern`, in `group` if any, as `origin` if any: publishes from the same
@@ -560,12 +563,9 @@ impl<T: Clone + Send + 'static> Shared<T> {
         let (queue, receiver) = Queue::plain(config);
         let (key, id, state) = self.file(key, group.as_ref(), config, origin, queue)?;
         Ok(Subscription::new(
-            self.clone(),
-            key,
+            Membership::new(self.clone(), key, id, state),
             group,
-            id,
             receiver,
-            state,
         ))
     }
 

@@ -41,46 +41,84 @@ use crate::subscriber::{Lifecycle, SubscriberState, Tagged};
 /// ```
 #[must_use = "dropping a Subscription unsubscribes it"]
 pub struct Subscription<T> {
-    /// The broker, to unsubscribe from and to learn why the queue disconnected.
-    shared: Arc<Shared<T>>,
-    /// The topic or pattern subscribed to; also the registry key.
-    topic: Arc<str>,
+    /// Its place in the broker. Declared before `receiver`, so that dropping a subscription
+    /// leaves the broker before the queue's receiving side goes away.
+    membership: Membership<T>,
     /// The queue group this subscription is a member of, if any.
     group: Option<Arc<str>>,
-    /// This subscriber's id in the registry.
-    id: u64,
     /// The receiving side of the subscriber's queue.
     receiver: Receiver<T>,
-    /// State shared with the broker's half of the subscriber.
-    state: Arc<SubscriberState>,
     /// The value of `state.dropped` when [`take_missed`](Subscription::take_missed) last ran.
     /// Only the subscription touches it; atomic so that `Subscription` stays `Sync`.
     missed_seen: AtomicU64,
 }
 
-impl<T> Subscription<T> {
+/// A subscriber's place in the broker: who it is, and how to leave. Dropping it leaves.
+/// Shared by [`Subscription`] and the bridges' taps.
+pub(crate) struct Membership<T> {
+    /// The broker, to unsubscribe from and to learn whether it closed.
+    shared: Arc<Shared<T>>,
+    /// The topic or pattern subscribed to; also the registry key.
+    key: Arc<str>,
+    /// The subscriber's id in the registry.
+    id: u64,
+    /// State shared with the broker's half of the subscriber.
+    state: Arc<SubscriberState>,
+}
+
+impl<T> Membership<T> {
     pub(crate) fn new(
         shared: Arc<Shared<T>>,
-        topic: Arc<str>,
-        group: Option<Arc<str>>,
+        key: Arc<str>,
         id: u64,
-        receiver: Receiver<T>,
         state: Arc<SubscriberState>,
     ) -> Self {
-        Subscription {
+        Membership {
             shared,
-            topic,
-            group,
+            key,
             id,
-            receiver,
             state,
+        }
+    }
+
+    /// Removes the subscriber from the broker and closes its queue to new messages.
+    /// Idempotent.
+    fn leave(&self) {
+        // Remove from the registry first, so no new publish routes to us; then shut the gate,
+        // which waits for sends in progress and makes later ones count as dropped.
+        self.shared.unsubscribe(&self.key, self.id);
+        self.state.shut(Lifecycle::Unsubscribed);
+    }
+}
+
+impl<T> Drop for Membership<T> {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+impl<T> Subscription<T> {
+    pub(crate) fn new(
+        membership: Membership<T>,
+        group: Option<Arc<str>>,
+        receiver: Receiver<T>,
+    ) -> Self {
+        Subscription {
+            membership,
+            group,
+            receiver,
             missed_seen: AtomicU64::new(0),
         }
     }
 
+    /// State shared with the broker's half of the subscriber.
+    fn state(&self) -> &SubscriberState {
+        &self.membership.state
+    }
+
     /// Counts a message taken out by a receive method.
     fn received(&self, msg: T) -> T {
-        self.state.received.fetch_add(1, Ordering::Relaxed);
+        self.state().received.fetch_add(1, Ordering::Relaxed);
         msg
     }
 
@@ -184,7 +222,7 @@ impl<T> Subscription<T> {
 
     /// The topic or pattern this subscription receives, as subscribed.
     pub fn topic(&self) -> &str {
-        &self.topic
+        &self.membership.key
     }
 
     /// The queue group this subscription is a member of, if it was made by
@@ -198,7 +236,7 @@ impl<T> Subscription<T> {
     /// broker closed during the publish, or `DropOldest` discarded them to make room. Only
     /// grows.
     pub fn dropped(&self) -> u64 {
-        self.state.dropped()
+        self.state().dropped()
     }
 
     /// The number of messages missed since the last call (or since subscribing): a gap
@@ -220,7 +258,7 @@ impl<T> Subscription<T> {
     /// # Ok::<(), syncmq::Error>(())
     /// ```
     pub fn take_missed(&self) -> u64 {
-        let dropped = self.state.dropped();
+        let dropped = self.state().dropped();
         // `dropped` only grows, so whichever concurrent caller swaps in the larger value,
         // the differences handed out add up to the total.
         let seen = self.missed_seen.fetch_max(dropped, Ordering::Relaxed);
@@ -231,9 +269,9 @@ impl<T> Subscription<T> {
     ///
     /// Even after it ended, what was queued can still be received.
     pub fn status(&self) -> SubscriptionStatus {
-        match self.state.lifecycle() {
+        match self.state().lifecycle() {
             Lifecycle::Evicted => SubscriptionStatus::Evicted,
-            _ if self.shared.is_closed() => SubscriptionStatus::Closed,
+            _ if self.membership.shared.is_closed() => SubscriptionStatus::Closed,
             _ => SubscriptionStatus::Active,
         }
     }
@@ -241,8 +279,8 @@ impl<T> Subscription<T> {
     /// This subscription's counters. No allocation: cheap enough to call after every receive.
     pub fn stats(&self) -> SubscriptionStats {
         SubscriptionStats {
-            received: self.state.received.load(Ordering::Relaxed),
-            dropped: self.state.dropped(),
+            received: self.state().received.load(Ordering::Relaxed),
+            dropped: self.state().dropped(),
             queued: self.receiver.len(),
         }
     }
@@ -310,24 +348,15 @@ impl<T> Subscription<T> {
     /// # Ok::<(), syncmq::Error>(())
     /// ```
     pub fn unsubscribe(self) -> Vec<T> {
-        self.leave();
+        self.membership.leave();
         self.receiver.try_iter().collect()
-    }
-
-    /// Removes this subscriber from the broker and closes its queue to new messages.
-    /// Idempotent.
-    fn leave(&self) {
-        // Remove from the registry first, so no new publish routes to us; then shut the gate,
-        // which waits for sends in progress and makes later ones count as dropped.
-        self.shared.unsubscribe(&self.topic, self.id);
-        self.state.shut(Lifecycle::Unsubscribed);
     }
 
     /// Why the queue disconnected. Only called after the receiver reported disconnection,
     /// which happens only once the broker removed this subscriber: by eviction or by `close`
     /// (a subscription that left by itself can no longer receive).
     fn end_reason(&self) -> RecvError {
-        match self.state.lifecycle() {
+        match self.state().lifecycle() {
             Lifecycle::Evicted => RecvError::Evicted,
             _ => RecvError::Closed,
         }
@@ -342,17 +371,11 @@ impl<T> Subscription<T> {
     allow(dead_code, reason = "only bridges (the `nats` feature) make taps")
 )]
 pub(crate) struct Tap<T> {
-    /// The broker, to unsubscribe from.
-    shared: Arc<Shared<T>>,
-    /// The pattern subscribed to; also the registry key.
-    key: Arc<str>,
-    /// This subscriber's id in the registry.
-    id: u64,
+    /// Its place in the broker; its state's `dropped` counter is what the queue's overflow
+    /// policy refused or discarded. Declared first: see [`Subscription`].
+    membership: Membership<T>,
     /// The receiving side of the queue: messages with their topics.
     receiver: Receiver<Tagged<T>>,
-    /// State shared with the broker's half of the subscriber: its `dropped` counter is what
-    /// the queue's overflow policy refused or discarded.
-    state: Arc<SubscriberState>,
 }
 
 #[cfg_attr(
@@ -360,25 +383,16 @@ pub(crate) struct Tap<T> {
     allow(dead_code, reason = "only bridges (the `nats` feature) make taps")
 )]
 impl<T> Tap<T> {
-    pub(crate) fn new(
-        shared: Arc<Shared<T>>,
-        key: Arc<str>,
-        id: u64,
-        receiver: Receiver<Tagged<T>>,
-        state: Arc<SubscriberState>,
-    ) -> Self {
+    pub(crate) fn new(membership: Membership<T>, receiver: Receiver<Tagged<T>>) -> Self {
         Tap {
-            shared,
-            key,
-            id,
+            membership,
             receiver,
-            state,
         }
     }
 
     /// The pattern this tap subscribed to.
     pub(crate) fn pattern(&self) -> &str {
-        &self.key
+        &self.membership.key
     }
 
     /// The receiving side of the queue. Disconnected once the broker closed and the queue is
@@ -389,26 +403,14 @@ impl<T> Tap<T> {
 
     /// The tap's shared state, to read its `dropped` counter from another thread.
     pub(crate) fn state(&self) -> &Arc<SubscriberState> {
-        &self.state
+        &self.membership.state
     }
 
     /// Unsubscribes and returns what was still queued, in order (see
     /// [`Subscription::unsubscribe`]).
     pub(crate) fn unsubscribe(self) -> Vec<Tagged<T>> {
-        self.leave();
+        self.membership.leave();
         self.receiver.try_iter().collect()
-    }
-
-    /// As [`Subscription::leave`]. Idempotent.
-    fn leave(&self) {
-        self.shared.unsubscribe(&self.key, self.id);
-        self.state.shut(Lifecycle::Unsubscribed);
-    }
-}
-
-impl<T> Drop for Tap<T> {
-    fn drop(&mut self) {
-        self.leave();
     }
 }
 
@@ -425,16 +427,10 @@ pub enum SubscriptionStatus {
     Evicted,
 }
 
-impl<T> Drop for Subscription<T> {
-    fn drop(&mut self) {
-        self.leave();
-    }
-}
-
 impl<T> fmt::Debug for Subscription<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
-            .field("topic", &self.topic)
+            .field("topic", &self.membership.key)
             .field("group", &self.group)
             .field("queued", &self.len())
             .field("capacity", &self.capacity())
