@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use syncmq::{Broker, Overflow, PublishReport, Subscription, TryRecvError};
 
-/// How long a guarded wait may take before the test fails instead of hanging.
-const GUARD: Duration = Duration::from_secs(10);
+/// How long a guarded wait may take before the test fails instead of hanging. Generous: on
+/// a 2-core machine saturated by other processes, the threaded fan-outs through the dispatch
+/// pool take over 10 s (every wake-up waits for a scheduler slot), though they finish.
+const GUARD: Duration = Duration::from_secs(60);
 
 /// Slack allowed on top of a timeout before a publish counts as too slow. Generous: the
 /// machine may be loaded.

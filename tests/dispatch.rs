@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,16 @@ struct Ledger {
     /// Clones of clones on dispatch threads wait (bounded) for this to be set.
     hold_dispatch_clones: AtomicBool,
     release_dispatch_clones: AtomicBool,
+    /// Set (and signalled) by a dispatch thread when it starts holding a clone.
+    dispatch_holding: Mutex<bool>,
+    dispatch_holding_changed: Condvar,
+    /// The panicking original clone first waits (bounded) until a dispatch thread holds a
+    /// clone: the pool, not the publishing thread, then has the other stripe. (A publish runs
+    /// queued jobs itself while it waits, so without this it may take its own stripe's job
+    /// before the dispatch thread wakes up, and nothing is held.)
+    bomb_waits_for_dispatch_holding: AtomicBool,
+    /// Set just before the original clone panics.
+    bomb_went_off: AtomicBool,
 }
 
 impl Ledger {
@@ -182,6 +192,17 @@ impl Clone for Tracked {
         if self.generation == 0 && !on_dispatch_thread() {
             let n = ledger.original_clones.fetch_add(1, Ordering::SeqCst) + 1;
             if n == ledger.panic_on_original_clone.load(Ordering::SeqCst) {
+                if ledger
+                    .bomb_waits_for_dispatch_holding
+                    .load(Ordering::SeqCst)
+                {
+                    let holding = ledger.dispatch_holding.lock().unwrap();
+                    let _ = ledger
+                        .dispatch_holding_changed
+                        .wait_timeout_while(holding, PATIENCE, |holding| !*holding)
+                        .unwrap();
+                }
+                ledger.bomb_went_off.store(true, Ordering::SeqCst);
                 panic!("original clone bomb {}", self.value);
             }
         }
@@ -189,6 +210,8 @@ impl Clone for Tracked {
             && on_dispatch_thread()
             && ledger.hold_dispatch_clones.load(Ordering::SeqCst)
         {
+            *ledger.dispatch_holding.lock().unwrap() = true;
+            ledger.dispatch_holding_changed.notify_all();
             let deadline = Instant::now() + PATIENCE;
             while !ledger.release_dispatch_clones.load(Ordering::SeqCst)
                 && Instant::now() < deadline
@@ -504,9 +527,6 @@ fn a_panicking_clone_in_a_dispatch_stripe_surfaces_in_the_publishing_thread() {
 /// panic), the stripes it already handed to the pool must still finish before the panic
 /// reaches the caller; otherwise they deliver *after* the caller's next publish.
 #[test]
-#[ignore = "BUG: src/dispatch.rs Pool::deliver_striped runs its own stripe (`deliver(&subscribers[..bounds(1)], ..)`) \
-            without catch_unwind, so a Clone panic there unwinds out of publish while the stripes already queued \
-            for the pool are still delivering; they then land after the caller's next publish"]
 fn a_publish_whose_own_stripe_panics_still_waits_for_its_other_stripes() {
     const SUBSCRIBERS: usize = 8;
     let ledger = Arc::new(Ledger::default());
@@ -526,8 +546,12 @@ fn a_publish_whose_own_stripe_panics_still_waits_for_its_other_stripes() {
     // once for the worker's stripe, then once per subscriber of its own stripe but the last.
     // The third clone is in its own stripe.
     ledger.panic_on_original_clone.store(3, Ordering::SeqCst);
-    // The worker's stripe is held up until released.
+    // The worker's stripe is held up until released, and the clone panics only once the
+    // worker holds it.
     ledger.hold_dispatch_clones.store(true, Ordering::SeqCst);
+    ledger
+        .bomb_waits_for_dispatch_holding
+        .store(true, Ordering::SeqCst);
 
     let (tid_tx, tid_rx) = bounded(1);
     let publisher = {
@@ -553,9 +577,13 @@ fn a_publish_whose_own_stripe_panics_still_waits_for_its_other_stripes() {
         if let Some(result) = publisher.try_wait(Duration::from_millis(1)) {
             break result;
         }
-        // Waiting for its stripes, as it should: release them. (Without `/proc`, after 1 s.)
+        // Waiting for its stripes after the panic, as it should: release them. (Without
+        // `/proc`, after 1 s.) Before the panic it may be blocked waiting for the worker to
+        // hold its stripe; releasing then would prove nothing.
         let waiting = match &tid {
-            Some(tid) => is_blocked(tid) == Some(true),
+            Some(tid) => {
+                ledger.bomb_went_off.load(Ordering::SeqCst) && is_blocked(tid) == Some(true)
+            }
             None => started.elapsed() > Duration::from_secs(1),
         };
         if waiting || started.elapsed() > PATIENCE {

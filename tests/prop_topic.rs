@@ -1,11 +1,13 @@
-//! Properties of topic validation: tokens of allowed characters joined with `.` are valid; a
-//! wildcard, an empty token, whitespace or a control character anywhere is rejected with the
-//! right reason and byte position; the length limit; and the broker agrees with
-//! `validate_topic` on any input without panicking.
+//! Properties of topic and pattern validation: tokens of allowed characters joined with `.` are
+//! valid; a wildcard in a published topic, a wildcard that is not a whole token (or a `>` that
+//! is not last) in a pattern, an empty token, whitespace or a control character anywhere is
+//! rejected with the right reason and byte position; the length limit; and the broker agrees
+//! with `validate_topic` and `validate_pattern` on any input without panicking.
 
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
-use syncmq::{Broker, Error, MAX_TOPIC_LEN, TopicError, validate_topic};
+use proptest::test_runner::FileFailurePersistence;
+use syncmq::{Broker, Error, MAX_TOPIC_LEN, TopicError, validate_pattern, validate_topic};
 
 /// Characters allowed in a token: printable ASCII but `.`, `*` and `>`, and some non-ASCII
 /// letters and symbols of 2, 3 and 4 bytes in UTF-8.
@@ -48,41 +50,96 @@ fn insert_at(topic: &str, index: Index, c: char) -> (String, usize) {
     (bad, position)
 }
 
-/// Checks that `validate_topic`, `subscribe` and `publish` all reject `topic` for `reason`.
-fn assert_rejected(topic: &str, reason: TopicError) -> Result<(), TestCaseError> {
-    prop_assert_eq!(validate_topic(topic), Err(reason), "{:?}", topic);
-    let expected = Error::InvalidTopic {
-        topic: topic.to_owned(),
+/// Checks what `validate_topic` and `publish` say about `text` (`as_topic`) and what
+/// `validate_pattern` and `subscribe` say (`as_pattern`). Invalid input is an
+/// `Error::InvalidTopic` naming it and the reason, and nothing is published; a valid pattern is
+/// subscribed, and a valid topic reaches the subscription of the same name.
+fn assert_verdicts(
+    text: &str,
+    as_topic: Result<(), TopicError>,
+    as_pattern: Result<(), TopicError>,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(validate_topic(text), as_topic, "topic {:?}", text);
+    prop_assert_eq!(validate_pattern(text), as_pattern, "pattern {:?}", text);
+    let invalid = |reason| Error::InvalidTopic {
+        topic: text.to_owned(),
         reason,
     };
     let broker = Broker::<u8>::new();
-    prop_assert_eq!(broker.subscribe(topic).unwrap_err(), expected.clone());
-    prop_assert_eq!(broker.publish(topic, 0).unwrap_err(), expected);
-    prop_assert_eq!(broker.stats().published, 0);
+    let sub = match as_pattern {
+        Ok(()) => {
+            let sub = broker.subscribe(text);
+            prop_assert!(sub.is_ok(), "subscribe({:?}): {:?}", text, sub);
+            sub.ok()
+        }
+        Err(reason) => {
+            prop_assert_eq!(broker.subscribe(text).unwrap_err(), invalid(reason));
+            None
+        }
+    };
+    match (as_topic, sub) {
+        (Ok(()), Some(sub)) => {
+            prop_assert_eq!(broker.publish(text, 1).unwrap().delivered, 1);
+            prop_assert_eq!(sub.try_recv(), Ok(1));
+        }
+        (Ok(()), None) => prop_assert!(false, "{:?} is a topic but not a pattern", text),
+        (Err(reason), _) => {
+            prop_assert_eq!(broker.publish(text, 0).unwrap_err(), invalid(reason));
+            prop_assert_eq!(broker.stats().published, 0);
+        }
+    }
     Ok(())
+}
+
+/// Checks that `text` is rejected for `reason` both as a topic and as a pattern.
+fn assert_rejected(text: &str, reason: TopicError) -> Result<(), TestCaseError> {
+    assert_verdicts(text, Err(reason), Err(reason))
+}
+
+/// Which rules the naive check applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Syntax {
+    /// A published topic: no wildcard anywhere.
+    Topic,
+    /// A subscription pattern: `*` and `>` as whole tokens only, `>` only last.
+    Pattern,
 }
 
 /// A plain restatement of the rules, scanning characters in order and reporting the first
 /// problem: the oracle for arbitrary input.
-fn naive_validate(topic: &str) -> Result<(), TopicError> {
-    if topic.is_empty() {
+fn naive_validate(text: &str, syntax: Syntax) -> Result<(), TopicError> {
+    if text.is_empty() {
         return Err(TopicError::Empty);
     }
-    if topic.len() > MAX_TOPIC_LEN {
-        return Err(TopicError::TooLong { len: topic.len() });
+    if text.len() > MAX_TOPIC_LEN {
+        return Err(TopicError::TooLong { len: text.len() });
     }
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
     let mut token_start = 0;
-    for (position, character) in topic.char_indices() {
+    for (i, &(position, character)) in chars.iter().enumerate() {
         if character == '.' {
             if position == token_start {
                 return Err(TopicError::EmptyToken { position });
             }
             token_start = position + 1;
         } else if character == '*' || character == '>' {
-            return Err(TopicError::Wildcard {
-                character,
-                position,
-            });
+            if syntax == Syntax::Topic {
+                return Err(TopicError::Wildcard {
+                    character,
+                    position,
+                });
+            }
+            let next = chars.get(i + 1).map(|&(_, c)| c);
+            let alone = position == token_start && matches!(next, None | Some('.'));
+            if !alone {
+                return Err(TopicError::PartialWildcard {
+                    character,
+                    position,
+                });
+            }
+            if character == '>' && next.is_some() {
+                return Err(TopicError::WildcardNotLast { position });
+            }
         } else if character.is_whitespace() || character.is_control() {
             return Err(TopicError::InvalidCharacter {
                 character,
@@ -90,12 +147,22 @@ fn naive_validate(topic: &str) -> Result<(), TopicError> {
             });
         }
     }
-    if token_start == topic.len() {
+    if token_start == text.len() {
         return Err(TopicError::EmptyToken {
             position: token_start,
         });
     }
     Ok(())
+}
+
+/// Where the proptests of this file keep the failures they found.
+fn proptest_config() -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/prop_topic.txt",
+        ))),
+        ..ProptestConfig::default()
+    }
 }
 
 // --- smoke --------------------------------------------------------------------------------
@@ -110,14 +177,50 @@ fn the_character_sets_are_what_they_claim() {
     assert_eq!(validate_topic(""), Err(TopicError::Empty));
 }
 
+#[test]
+fn the_naive_check_knows_the_pattern_rules() {
+    let cases = [
+        ("a.*.>", Ok(())),
+        (">", Ok(())),
+        (
+            "a*",
+            Err(TopicError::PartialWildcard {
+                character: '*',
+                position: 1,
+            }),
+        ),
+        (
+            ">*",
+            Err(TopicError::PartialWildcard {
+                character: '>',
+                position: 0,
+            }),
+        ),
+        ("a.>.b", Err(TopicError::WildcardNotLast { position: 2 })),
+        ("a.>.", Err(TopicError::WildcardNotLast { position: 2 })),
+        ("*..", Err(TopicError::EmptyToken { position: 2 })),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(naive_validate(text, Syntax::Pattern), expected, "{text:?}");
+        assert_eq!(validate_pattern(text), expected, "{text:?}");
+        assert!(matches!(
+            naive_validate(text, Syntax::Topic),
+            Err(TopicError::Wildcard { .. })
+        ));
+    }
+}
+
 // --- properties ---------------------------------------------------------------------------
 
 proptest! {
+    #![proptest_config(proptest_config())]
+
     #[test]
     fn tokens_of_allowed_characters_joined_with_dots_are_valid(tokens in tokens()) {
         let topic = tokens.join(".");
         prop_assert!(topic.len() <= MAX_TOPIC_LEN);
         prop_assert_eq!(validate_topic(&topic), Ok(()), "{:?}", topic);
+        prop_assert_eq!(validate_pattern(&topic), Ok(()), "{:?}", topic);
 
         // The broker takes it, and a message published to it arrives.
         let broker = Broker::<u8>::new();
@@ -128,26 +231,48 @@ proptest! {
     }
 
     #[test]
-    fn a_wildcard_anywhere_is_rejected_at_its_position(
+    fn a_wildcard_inside_a_token_is_rejected_at_its_position(
         tokens in tokens(),
         index in any::<Index>(),
         wildcard in select(vec!['*', '>']),
     ) {
+        // Tokens are never empty, so the inserted character always shares its token with
+        // another character: in a topic it is a wildcard, in a pattern a partial one.
         let (bad, position) = insert_at(&tokens.join("."), index, wildcard);
-        assert_rejected(&bad, TopicError::Wildcard { character: wildcard, position })?;
+        assert_verdicts(
+            &bad,
+            Err(TopicError::Wildcard { character: wildcard, position }),
+            Err(TopicError::PartialWildcard { character: wildcard, position }),
+        )?;
     }
 
     #[test]
-    fn a_wildcard_as_a_whole_token_is_rejected_at_its_position(
-        mut tokens in tokens(),
+    fn a_wildcard_as_a_whole_token_is_rejected_in_a_topic_and_accepted_in_a_pattern(
+        tokens in tokens(),
         index in any::<Index>(),
         wildcard in select(vec!["*", ">"]),
     ) {
         let i = index.index(tokens.len());
-        tokens[i] = wildcard.to_owned();
+        let mut pattern_tokens = tokens.clone();
+        pattern_tokens[i] = wildcard.to_owned();
+        let pattern = pattern_tokens.join(".");
         let position: usize = tokens[..i].iter().map(|t| t.len() + 1).sum();
         let character = wildcard.chars().next().unwrap();
-        assert_rejected(&tokens.join("."), TopicError::Wildcard { character, position })?;
+        let last = i + 1 == tokens.len();
+        let as_pattern = if character == '>' && !last {
+            Err(TopicError::WildcardNotLast { position })
+        } else {
+            Ok(())
+        };
+        assert_verdicts(&pattern, Err(TopicError::Wildcard { character, position }), as_pattern)?;
+
+        // A valid pattern receives what is published to the topic it was made from.
+        if as_pattern.is_ok() {
+            let broker = Broker::<u8>::new();
+            let sub = broker.subscribe(&pattern).unwrap();
+            prop_assert_eq!(broker.publish(&tokens.join("."), 3).unwrap().delivered, 1);
+            prop_assert_eq!(sub.try_recv(), Ok(3));
+        }
     }
 
     #[test]
@@ -204,13 +329,12 @@ proptest! {
     }
 
     #[test]
-    fn any_string_gets_the_same_verdict_as_a_naive_check(topic in any::<String>()) {
-        let expected = naive_validate(&topic);
-        prop_assert_eq!(validate_topic(&topic), expected, "{:?}", topic);
-        match expected {
-            Ok(()) => prop_assert!(Broker::<u8>::new().subscribe(&topic).is_ok()),
-            Err(reason) => assert_rejected(&topic, reason)?,
-        }
+    fn any_string_gets_the_same_verdict_as_a_naive_check(text in any::<String>()) {
+        assert_verdicts(
+            &text,
+            naive_validate(&text, Syntax::Topic),
+            naive_validate(&text, Syntax::Pattern),
+        )?;
     }
 
     #[test]
@@ -220,11 +344,23 @@ proptest! {
             0..24,
         ),
     ) {
-        let topic: String = chars.into_iter().collect();
-        let expected = naive_validate(&topic);
-        prop_assert_eq!(validate_topic(&topic), expected, "{:?}", topic);
-        if let Err(reason) = expected {
-            assert_rejected(&topic, reason)?;
-        }
+        let text: String = chars.into_iter().collect();
+        assert_verdicts(
+            &text,
+            naive_validate(&text, Syntax::Topic),
+            naive_validate(&text, Syntax::Pattern),
+        )?;
+    }
+
+    #[test]
+    fn wildcard_heavy_strings_get_the_same_verdict_as_a_naive_check(
+        chars in prop::collection::vec(select(vec!['a', 'é', '.', '.', '*', '*', '>', '>']), 1..16),
+    ) {
+        let text: String = chars.into_iter().collect();
+        assert_verdicts(
+            &text,
+            naive_validate(&text, Syntax::Topic),
+            naive_validate(&text, Syntax::Pattern),
+        )?;
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use syncmq::{
     Broker, Error, Overflow, RecvError, SubscribeOptions, Subscription, SubscriptionStatus,
     TopicError, TryRecvError, pattern_matches, validate_pattern,
@@ -557,8 +558,19 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Where the proptests of this file keep the failures they found.
+fn proptest_config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/wildcards.txt",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(proptest_config())]
 
     #[test]
     fn trie_and_cache_agree_with_naive_matcher(
