@@ -196,7 +196,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
         pattern: &str,
         options: SubscribeOptions,
     ) -> Result<Subscription<T>, Error> {
-        self.join(pattern, None, options, None)
+        self.join(pattern, None, options)
     }
 
     /// Joins queue group `group` on `pattern`: each message matching the pattern goes to
@@ -259,7 +259,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
                 },
             });
         }
-        self.join(pattern, Some(group), options, None)
+        self.join(pattern, Some(group), options)
     }
 
     /// A new publisher identity for [`publish_from`](Self::publish_from) and
@@ -305,11 +305,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
         origin: Origin,
     ) -> Result<Tap<T>, Error> {
         let shared = &self.handle.shared;
-        validate_pattern(pattern).map_err(|reason| Error::InvalidTopic {
-            topic: pattern.to_owned(),
-            reason,
-        })?;
-        let config = options.resolve(shared.config.subscriber)?;
+        let config = shared.subscriber_config(pattern, options)?;
         let (queue, receiver) = Queue::tagged(config);
         let (key, id, state) = shared.file(pattern, None, config, Some(origin), queue)?;
         Ok(Tap::new(
@@ -318,22 +314,16 @@ impl<T: Clone + Send + 'static> Broker<T> {
         ))
     }
 
-    /// Subscribes to `pattern`, in `group` if any, as `origin` if any: publishes from the same
-    /// origin skip this subscription.
-    pub(crate) fn join(
+    /// Subscribes to `pattern`, in `group` if any.
+    fn join(
         &self,
         pattern: &str,
         group: Option<&str>,
         options: SubscribeOptions,
-        origin: Option<Origin>,
     ) -> Result<Subscription<T>, Error> {
         let shared = &self.handle.shared;
-        validate_pattern(pattern).map_err(|reason| Error::InvalidTopic {
-            topic: pattern.to_owned(),
-            reason,
-        })?;
-        let config = options.resolve(shared.config.subscriber)?;
-        shared.add_subscriber(pattern, group.map(Arc::from), config, origin)
+        let config = shared.subscriber_config(pattern, options)?;
+        shared.add_subscriber(pattern, group.map(Arc::from), config)
     }
 
     /// Publishes `msg` to every subscription whose pattern matches `topic` (and to one member
@@ -557,16 +547,29 @@ impl<T: Clone + Send + 'static> Shared<T> {
         key: &str,
         group: Option<Arc<str>>,
         config: SubscriberConfig,
-        origin: Option<Origin>,
     ) -> Result<Subscription<T>, Error> {
         // Allocate the queue before taking the lock.
         let (queue, receiver) = Queue::plain(config);
-        let (key, id, state) = self.file(key, group.as_ref(), config, origin, queue)?;
+        let (key, id, state) = self.file(key, group.as_ref(), config, None, queue)?;
         Ok(Subscription::new(
             Membership::new(self.clone(), key, id, state),
             group,
             receiver,
         ))
+    }
+
+    /// Checks a subscription's pattern and options, and resolves its settings against the
+    /// broker's defaults.
+    fn subscriber_config(
+        &self,
+        pattern: &str,
+        options: SubscribeOptions,
+    ) -> Result<SubscriberConfig, Error> {
+        validate_pattern(pattern).map_err(|reason| Error::InvalidTopic {
+            topic: pattern.to_owned(),
+            reason,
+        })?;
+        options.resolve(self.config.subscriber)
     }
 
     /// Files a new subscriber with `queue` under `key`, in `group` if any. Returns the key as
