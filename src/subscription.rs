@@ -118,7 +118,7 @@ impl<T> Subscription<T> {
 
     /// Counts a message taken out by a receive method.
     fn received(&self, msg: T) -> T {
-        self.state().received.fetch_add(1, Ordering::Relaxed);
+        self.state().received.0.fetch_add(1, Ordering::Relaxed);
         msg
     }
 
@@ -279,7 +279,7 @@ impl<T> Subscription<T> {
     /// This subscription's counters. No allocation: cheap enough to call after every receive.
     pub fn stats(&self) -> SubscriptionStats {
         SubscriptionStats {
-            received: self.state().received.load(Ordering::Relaxed),
+            received: self.state().received.0.load(Ordering::Relaxed),
             dropped: self.state().dropped(),
             queued: self.receiver.len(),
         }
