@@ -37,7 +37,7 @@ Options:
   --capacity N             per-subscriber queue bound, 0 = rendezvous [default: 64]
   --overflow POLICY        block | drop | timeout-ms=N [default: timeout-ms=5]
   --workers N              dispatch threads at most, 0 = publish inline [default: CPUs]
-  --dispatch-threshold N   subscribers from which a publish is striped [default: 256]
+  --dispatch-threshold N   subscribers from which a publish is striped [default: 1024]
   --no-baseline            skip the raw crossbeam-channel baseline
   -h, --help               print this help
 
