@@ -1,7 +1,6 @@
 //! Full queues: the `Drop`, `Timeout` and `Block` overflow policies, stalled subscribers not
 //! delaying fast ones, and the accounting of every dropped message.
 
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -9,10 +8,8 @@ use std::time::{Duration, Instant};
 
 use syncmq::{Broker, Overflow, PublishReport, Subscription, TryRecvError};
 
-/// How long a guarded wait may take before the test fails instead of hanging. Generous: on
-/// a 2-core machine saturated by other processes, the threaded fan-outs through the dispatch
-/// pool take over 10 s (every wake-up waits for a scheduler slot), though they finish.
-const GUARD: Duration = Duration::from_secs(60);
+mod common;
+use common::{GUARD, spawn_guarded, subscribe_many};
 
 /// Slack allowed on top of a timeout before a publish counts as too slow. Generous: the
 /// machine may be loaded.
@@ -20,33 +17,6 @@ const SLACK: Duration = Duration::from_secs(2);
 
 /// Messages per publisher in the accounting tests.
 const COUNT: usize = if cfg!(miri) { 50 } else { 2_000 };
-
-/// A thread whose result is awaited with a deadline: a thread that stays blocked because of a
-/// bug fails the test instead of hanging it.
-struct Guarded<R> {
-    result: crossbeam_channel::Receiver<thread::Result<R>>,
-}
-
-/// Spawns `f` on a new thread; [`Guarded::join`] waits at most [`GUARD`] for it.
-fn spawn_guarded<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Guarded<R> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    thread::spawn(move || {
-        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
-    });
-    Guarded { result: rx }
-}
-
-impl<R> Guarded<R> {
-    /// The thread's result; passes its panic on, and fails if it is still running after
-    /// [`GUARD`].
-    fn join(self) -> R {
-        match self.result.recv_timeout(GUARD) {
-            Ok(Ok(result)) => result,
-            Ok(Err(payload)) => panic::resume_unwind(payload),
-            Err(_) => panic!("thread still blocked after {GUARD:?}"),
-        }
-    }
-}
 
 /// A broker whose queues hold one message, with the given policy.
 fn broker_with(overflow: Overflow) -> Broker<u32> {
@@ -275,9 +245,12 @@ fn dropped_messages_are_freed_once_with_timeout_policy() {
 // Threaded
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn block_waits_until_consumer_makes_room() {
-    let broker = broker_with(Overflow::Block);
+/// Publishes to a full one-message queue under `overflow` and checks that the publish waits
+/// until the subscriber receives, then delivers. Returns the broker and the subscription.
+fn check_publish_waits_until_consumer_makes_room(
+    overflow: Overflow,
+) -> (Broker<u32>, Subscription<u32>) {
+    let broker = broker_with(overflow);
     let sub = full_subscriber(&broker, "t");
     let done = publish_in_background(&broker, "t", 1);
     // The queue stays full, so the publish cannot finish, however long we look.
@@ -286,6 +259,12 @@ fn block_waits_until_consumer_makes_room() {
     let (report, _) = done.recv_timeout(GUARD).expect("publish still blocked");
     assert_eq!((report.delivered, report.dropped), (1, 0));
     assert_eq!(sub.try_recv(), Ok(1));
+    (broker, sub)
+}
+
+#[test]
+fn block_waits_until_consumer_makes_room() {
+    let (_broker, sub) = check_publish_waits_until_consumer_makes_room(Overflow::Block);
     assert_eq!(sub.dropped(), 0);
 }
 
@@ -308,14 +287,17 @@ fn timeout_delivers_when_room_appears_before_deadline() {
 
 #[test]
 fn timeout_too_large_for_a_deadline_waits_like_block() {
-    let broker = broker_with(Overflow::Timeout(Duration::MAX));
-    let sub = full_subscriber(&broker, "t");
-    let done = publish_in_background(&broker, "t", 1);
-    assert!(done.recv_timeout(Duration::from_millis(100)).is_err());
-    assert_eq!(sub.recv_timeout(GUARD), Ok(0));
-    let (report, _) = done.recv_timeout(GUARD).expect("publish still blocked");
-    assert_eq!((report.delivered, report.dropped), (1, 0));
-    assert_eq!(sub.try_recv(), Ok(1));
+    let (_broker, _sub) =
+        check_publish_waits_until_consumer_makes_room(Overflow::Timeout(Duration::MAX));
+}
+
+/// Five stalled subscribers to "t" whose one-message queues are full, then ten fast ones with
+/// room. Subscribed first: the stalled ones come before the fast ones in delivery order.
+fn stalled_then_fast(broker: &Broker<u32>) -> (Vec<Subscription<u32>>, Vec<Subscription<u32>>) {
+    let stalled = subscribe_many(broker, "t", 5);
+    assert_eq!(broker.publish("t", 0).unwrap().delivered, 5);
+    let fast = subscribe_many(broker, "t", 10);
+    (stalled, fast)
 }
 
 #[test]
@@ -323,10 +305,7 @@ fn stalled_subscribers_do_not_delay_fast_ones() {
     // With `Block`, the publish cannot end while the stalled queues are full, so the fast
     // subscribers must have the message while it still waits.
     let broker = broker_with(Overflow::Block);
-    // Subscribed first: the stalled ones come before the fast ones in delivery order.
-    let stalled: Vec<_> = (0..5).map(|_| broker.subscribe("t").unwrap()).collect();
-    assert_eq!(broker.publish("t", 0).unwrap().delivered, 5);
-    let fast: Vec<_> = (0..10).map(|_| broker.subscribe("t").unwrap()).collect();
+    let (stalled, fast) = stalled_then_fast(&broker);
 
     let done = publish_in_background(&broker, "t", 1);
     for sub in &fast {
@@ -348,9 +327,7 @@ fn stalled_subscribers_do_not_delay_fast_ones() {
 fn stalled_subscribers_cost_one_timeout_not_one_each() {
     let timeout = Duration::from_millis(300);
     let broker = broker_with(Overflow::Timeout(timeout));
-    let stalled: Vec<_> = (0..5).map(|_| broker.subscribe("t").unwrap()).collect();
-    assert_eq!(broker.publish("t", 0).unwrap().delivered, 5);
-    let fast: Vec<_> = (0..10).map(|_| broker.subscribe("t").unwrap()).collect();
+    let (stalled, fast) = stalled_then_fast(&broker);
 
     let start = Instant::now();
     let report = broker.publish("t", 1).unwrap();

@@ -9,87 +9,19 @@ use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, bounded};
-use syncmq::{Broker, Overflow, PublishReport, RecvError, Subscription};
+use crossbeam_channel::bounded;
+use syncmq::{Broker, Overflow, RecvError, Subscription};
 
-/// How long to wait for another thread before declaring the test failed.
-const PATIENCE: Duration = Duration::from_secs(30);
+mod common;
+use common::{
+    PATIENCE, assert_all_in_publisher_order, assert_report, current_tid, is_blocked, spawn_pending,
+    stress_factor, subscribe_many, wait_until_blocked,
+};
 
 /// The name prefix of the broker's dispatch threads.
 const DISPATCH_PREFIX: &str = "syncmq-dispatch-";
 
 // --- helpers ------------------------------------------------------------------------------
-
-fn stress_factor() -> usize {
-    std::env::var("SYNCMQ_STRESS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-}
-
-/// A thread whose result is awaited with a bound.
-struct Pending<R> {
-    result: Receiver<R>,
-    handle: thread::JoinHandle<()>,
-}
-
-impl<R> Pending<R> {
-    /// Waits at most `within` for the thread's result. Passes on its panic, if it panicked.
-    #[track_caller]
-    fn wait(self, within: Duration) -> R {
-        match self.result.recv_timeout(within) {
-            Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => panic!("thread still running after {within:?}"),
-            Err(RecvTimeoutError::Disconnected) => match self.handle.join() {
-                Err(payload) => panic::resume_unwind(payload),
-                Ok(()) => unreachable!("the thread ended without a result"),
-            },
-        }
-    }
-
-    fn try_wait(&self, within: Duration) -> Option<R> {
-        self.result.recv_timeout(within).ok()
-    }
-}
-
-fn spawn_pending<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Pending<R> {
-    let (tx, result) = bounded(1);
-    let handle = thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    Pending { result, handle }
-}
-
-/// The kernel id of the calling thread. `None` where `/proc` is not available.
-fn current_tid() -> Option<String> {
-    let link = std::fs::read_link("/proc/thread-self").ok()?;
-    Some(link.file_name()?.to_str()?.to_owned())
-}
-
-/// Whether thread `tid` is asleep in the kernel (blocked). `None` if it has exited.
-fn is_blocked(tid: &str) -> Option<bool> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    Some(state == Some('S'))
-}
-
-fn assert_report(report: PublishReport, delivered: usize, dropped: usize) {
-    assert_eq!(
-        (report.delivered, report.dropped),
-        (delivered, dropped),
-        "report (delivered, dropped)"
-    );
-}
-
-fn subscribe_many<T: Clone + Send + 'static>(
-    broker: &Broker<T>,
-    topic: &str,
-    n: usize,
-) -> Vec<Subscription<T>> {
-    (0..n).map(|_| broker.subscribe(topic).unwrap()).collect()
-}
 
 fn on_dispatch_thread() -> bool {
     thread::current()
@@ -248,24 +180,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         "<non-string panic>".to_owned()
     }
-}
-
-/// Checks that `got` holds, for each of `publishers` publishers, exactly the sequence numbers
-/// `0..per_publisher`, each publisher's in order.
-fn assert_all_in_publisher_order(got: &[(usize, u64)], publishers: usize, per_publisher: u64) {
-    let mut next = vec![0u64; publishers];
-    for &(publisher, seq) in got {
-        assert_eq!(
-            seq, next[publisher],
-            "publisher {publisher}: expected seq {}, got {seq}",
-            next[publisher]
-        );
-        next[publisher] += 1;
-    }
-    assert!(
-        next.iter().all(|&n| n == per_publisher),
-        "missing messages: {next:?}"
-    );
 }
 
 // --- smoke --------------------------------------------------------------------------------
@@ -678,13 +592,8 @@ fn a_striped_publish_cut_short_by_close_neither_leaks_nor_drops_a_clone_twice() 
             broker.publish("fan", Tracked::new(1, &ledger))
         })
     };
-    if let Some(tid) = tid_rx.recv().unwrap() {
-        let deadline = Instant::now() + PATIENCE;
-        while is_blocked(&tid) != Some(true) {
-            assert!(Instant::now() < deadline, "the publish never blocked");
-            thread::sleep(Duration::from_millis(1));
-        }
-    }
+    // The publish blocks (on the full queues).
+    wait_until_blocked(tid_rx.recv().unwrap().as_deref());
     // Bounded: if close did not wake the blocked stripes, joining them would hang.
     let closer = broker.clone();
     spawn_pending(move || closer.close()).wait(PATIENCE);
@@ -702,6 +611,32 @@ fn a_striped_publish_cut_short_by_close_neither_leaks_nor_drops_a_clone_twice() 
 
 // --- threaded -----------------------------------------------------------------------------
 
+/// Publishes `(id, 0..per_publisher)` to "fan" from each of `publishers` threads, started
+/// together, each publish reaching all `subscribers`; returns when every publisher is done.
+fn publish_in_order_from_threads(
+    broker: &Broker<(usize, u64)>,
+    publishers: usize,
+    per_publisher: u64,
+    subscribers: usize,
+) {
+    let start = Arc::new(Barrier::new(publishers));
+    let publishers: Vec<_> = (0..publishers)
+        .map(|id| {
+            let broker = broker.clone();
+            let start = start.clone();
+            spawn_pending(move || {
+                start.wait();
+                for seq in 0..per_publisher {
+                    assert_report(broker.publish("fan", (id, seq)).unwrap(), subscribers, 0);
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.wait(PATIENCE);
+    }
+}
+
 #[test]
 fn per_publisher_order_holds_for_every_subscriber_with_several_publishers() {
     const PUBLISHERS: usize = 4;
@@ -714,22 +649,7 @@ fn per_publisher_order_holds_for_every_subscriber_with_several_publishers() {
         .workers(2)
         .build();
     let subs = subscribe_many(&broker, "fan", SUBSCRIBERS);
-    let start = Arc::new(Barrier::new(PUBLISHERS));
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|id| {
-            let broker = broker.clone();
-            let start = start.clone();
-            spawn_pending(move || {
-                start.wait();
-                for seq in 0..PER_PUBLISHER {
-                    assert_report(broker.publish("fan", (id, seq)).unwrap(), SUBSCRIBERS, 0);
-                }
-            })
-        })
-        .collect();
-    for publisher in publishers {
-        publisher.wait(PATIENCE);
-    }
+    publish_in_order_from_threads(&broker, PUBLISHERS, PER_PUBLISHER, SUBSCRIBERS);
     for sub in &subs {
         let got: Vec<_> = sub.try_iter().collect();
         assert_all_in_publisher_order(&got, PUBLISHERS, PER_PUBLISHER);
@@ -758,22 +678,7 @@ fn striped_publishes_to_busy_subscribers_deliver_everything_in_order() {
         .into_iter()
         .map(|sub| spawn_pending(move || sub.iter().collect::<Vec<_>>()))
         .collect();
-    let start = Arc::new(Barrier::new(PUBLISHERS));
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|id| {
-            let broker = broker.clone();
-            let start = start.clone();
-            spawn_pending(move || {
-                start.wait();
-                for seq in 0..per_publisher {
-                    assert_report(broker.publish("fan", (id, seq)).unwrap(), SUBSCRIBERS, 0);
-                }
-            })
-        })
-        .collect();
-    for publisher in publishers {
-        publisher.wait(PATIENCE);
-    }
+    publish_in_order_from_threads(&broker, PUBLISHERS, per_publisher, SUBSCRIBERS);
     broker.close();
     for subscriber in subscribers {
         assert_all_in_publisher_order(&subscriber.wait(PATIENCE), PUBLISHERS, per_publisher);

@@ -10,6 +10,9 @@ use syncmq::{
     TryRecvError,
 };
 
+mod common;
+use common::assert_lowercase_without_period;
+
 /// How long a guarded wait may take before the test fails instead of hanging.
 const GUARD: Duration = Duration::from_secs(10);
 
@@ -22,12 +25,6 @@ impl AssertError for ConfigError {}
 impl AssertError for RecvError {}
 impl AssertError for TryRecvError {}
 impl AssertError for RecvTimeoutError {}
-
-fn assert_lowercase_without_period(text: &str) {
-    let first = text.chars().next().expect("empty message");
-    assert!(!first.is_uppercase(), "starts uppercase: {text:?}");
-    assert!(!text.ends_with('.'), "ends with a period: {text:?}");
-}
 
 // ---------------------------------------------------------------------------------------------
 // Smoke

@@ -14,11 +14,13 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use syncmq::{
     Broker, Error, Overflow, RecvError, RecvTimeoutError, SubscribeOptions, Subscription,
     SubscriptionStatus, TryRecvError, validate_pattern, validate_topic,
 };
+
+mod common;
+use common::proptest_config_persisting_to;
 
 /// The keys subscriptions pick from: topics, patterns, and an invalid one (last).
 const KEYS: [&str; 6] = ["a", "a.b", "c", "a.*", ">", "a..b"];
@@ -741,12 +743,7 @@ fn run(ops: &[Op], defaults: Defaults, striped: bool) -> Result<(), TestCaseErro
 
 /// Where the proptests of this file keep the failures they found.
 fn proptest_config() -> ProptestConfig {
-    ProptestConfig {
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "proptest-regressions/prop_model.txt",
-        ))),
-        ..ProptestConfig::default()
-    }
+    proptest_config_persisting_to("proptest-regressions/prop_model.txt")
 }
 
 // --- smoke --------------------------------------------------------------------------------

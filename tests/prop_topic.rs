@@ -6,8 +6,10 @@
 
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
-use proptest::test_runner::FileFailurePersistence;
 use syncmq::{Broker, Error, MAX_TOPIC_LEN, TopicError, validate_pattern, validate_topic};
+
+mod common;
+use common::proptest_config_persisting_to;
 
 /// Characters allowed in a token: printable ASCII but `.`, `*` and `>`, and some non-ASCII
 /// letters and symbols of 2, 3 and 4 bytes in UTF-8.
@@ -157,12 +159,7 @@ fn naive_validate(text: &str, syntax: Syntax) -> Result<(), TopicError> {
 
 /// Where the proptests of this file keep the failures they found.
 fn proptest_config() -> ProptestConfig {
-    ProptestConfig {
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "proptest-regressions/prop_topic.txt",
-        ))),
-        ..ProptestConfig::default()
-    }
+    proptest_config_persisting_to("proptest-regressions/prop_topic.txt")
 }
 
 // --- smoke --------------------------------------------------------------------------------

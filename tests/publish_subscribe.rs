@@ -4,48 +4,17 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
 
 use crossbeam_channel::select;
 use syncmq::{Broker, Error, Overflow, PublishReport, RecvError, Subscription, TryRecvError};
 
-/// How long a guarded operation may take before the test fails instead of hanging. Generous: on
-/// a 2-core machine saturated by other processes, the threaded fan-outs through the dispatch
-/// pool take over 10 s (every wake-up waits for a scheduler slot), though they finish.
-const GUARD: Duration = Duration::from_secs(60);
+mod common;
+use common::{GUARD, spawn_guarded, subscribe_many};
 
 /// Messages per publisher in the threaded tests.
 const COUNT: usize = if cfg!(miri) { 100 } else { 2_000 };
-
-/// A thread whose result is awaited with a deadline: a thread that stays blocked because of a
-/// bug fails the test instead of hanging it.
-struct Guarded<R> {
-    result: crossbeam_channel::Receiver<thread::Result<R>>,
-}
-
-/// Spawns `f` on a new thread; [`Guarded::join`] waits at most [`GUARD`] for it.
-fn spawn_guarded<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Guarded<R> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    thread::spawn(move || {
-        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
-    });
-    Guarded { result: rx }
-}
-
-impl<R> Guarded<R> {
-    /// The thread's result; passes its panic on, and fails if it is still running after
-    /// [`GUARD`].
-    fn join(self) -> R {
-        match self.result.recv_timeout(GUARD) {
-            Ok(Ok(result)) => result,
-            Ok(Err(payload)) => panic::resume_unwind(payload),
-            Err(_) => panic!("thread still blocked after {GUARD:?}"),
-        }
-    }
-}
 
 /// Compile-time check: `Broker` is `Clone + Send + Sync` for every message type the API
 /// accepts, even one that is not `Sync` itself.
@@ -484,9 +453,7 @@ fn capacity_zero_delivers_to_receiving_thread() {
 /// on its own thread and must see every message, each publisher's in order.
 fn check_per_publisher_order(broker: &Broker<(usize, usize)>, subscribers: usize) {
     const PUBLISHERS: usize = 4;
-    let subs: Vec<_> = (0..subscribers)
-        .map(|_| broker.subscribe("ordered").unwrap())
-        .collect();
+    let subs = subscribe_many(broker, "ordered", subscribers);
     let start = Arc::new(Barrier::new(PUBLISHERS));
     let consumers: Vec<_> = subs
         .into_iter()

@@ -9,21 +9,15 @@ use std::time::Duration;
 
 use crossbeam_channel::select;
 use syncmq::{
-    Broker, Error, MAX_TOPIC_LEN, Overflow, RecvError, SubscribeOptions, Subscription,
+    Broker, Error, MAX_TOPIC_LEN, Overflow, PublishReport, RecvError, Subscription,
     SubscriptionStatus, TopicError,
 };
 
+mod common;
+use common::{assert_per_publisher_order, drain, opts};
+
 /// Generous bound for "returns promptly" on a loaded 2-core machine.
 const PROMPT: Duration = Duration::from_secs(10);
-
-fn opts() -> SubscribeOptions {
-    SubscribeOptions::default()
-}
-
-/// Receives everything queued now.
-fn drain<T>(sub: &Subscription<T>) -> Vec<T> {
-    sub.try_iter().collect()
-}
 
 /// Waits (without sleeping) until `broker` has counted `n` publishes: a publish is counted
 /// after it has taken its snapshot of the subscribers and before it delivers.
@@ -397,8 +391,15 @@ fn when_every_member_is_full_block_waits_until_the_group_has_room() {
     assert_eq!(got, [0, 1, 2]);
 }
 
-#[test]
-fn a_member_dropped_while_a_publish_waits_on_it_does_not_stall_the_group() {
+/// A group "g" of two one-message members `a` and `b` on "t" with `Block`, both full (with 0
+/// and 1), and a publish of 2 waiting on another thread; returns the broker, `a`, `b` and the
+/// receiver of that publish's report.
+fn group_of_two_full_with_a_publish_waiting() -> (
+    Broker<i32>,
+    Subscription<i32>,
+    Subscription<i32>,
+    mpsc::Receiver<PublishReport>,
+) {
     let broker = Broker::builder()
         .capacity(1)
         .overflow(Overflow::Block)
@@ -414,6 +415,12 @@ fn a_member_dropped_while_a_publish_waits_on_it_does_not_stall_the_group() {
         thread::spawn(move || done.send(broker.publish("t", 2).unwrap()).unwrap());
     }
     wait_for_published(&broker, 3);
+    (broker, a, b, publish_result)
+}
+
+#[test]
+fn a_member_dropped_while_a_publish_waits_on_it_does_not_stall_the_group() {
+    let (broker, a, b, publish_result) = group_of_two_full_with_a_publish_waiting();
     drop(a);
     assert_eq!(b.recv(), Ok(1));
     let report = publish_result
@@ -432,21 +439,7 @@ fn a_member_dropped_while_a_publish_waits_on_it_does_not_stall_the_group() {
 
 #[test]
 fn a_member_leaving_while_a_publish_waits_on_it_does_not_lose_the_message() {
-    let broker = Broker::builder()
-        .capacity(1)
-        .overflow(Overflow::Block)
-        .build();
-    let a = broker.subscribe_group("t", "g").unwrap();
-    let b = broker.subscribe_group("t", "g").unwrap();
-    broker.publish("t", 0).unwrap(); // a
-    broker.publish("t", 1).unwrap(); // b
-    let (done, publish_result) = mpsc::channel();
-    {
-        let broker = broker.clone();
-        // Both full: the publish waits on the member whose turn it is, `a`.
-        thread::spawn(move || done.send(broker.publish("t", 2).unwrap()).unwrap());
-    }
-    wait_for_published(&broker, 3);
+    let (_broker, a, b, publish_result) = group_of_two_full_with_a_publish_waiting();
     assert_eq!(a.unsubscribe(), [0]);
     // `b` is still a member, and full: with `Block` the publish must wait for it, not give up.
     assert_eq!(
@@ -510,18 +503,6 @@ fn members_consuming_at_the_same_speed_get_fair_shares() {
 
 /// A message: (publisher, sequence number).
 type Msg = (usize, usize);
-
-/// Checks that `seen` holds each publisher's messages in publish order.
-fn assert_per_publisher_order(seen: &[Msg], what: &str) {
-    let mut last: Vec<Option<usize>> = Vec::new();
-    for &(p, n) in seen {
-        if last.len() <= p {
-            last.resize(p + 1, None);
-        }
-        assert!(last[p] < Some(n), "{what}: publisher {p} out of order");
-        last[p] = Some(n);
-    }
-}
 
 #[test]
 fn each_message_reaches_exactly_one_member_while_members_join_and_leave() {

@@ -8,104 +8,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use syncmq::{Broker, Error, Overflow, PublishReport, RecvError, Subscription, TryRecvError};
+
+mod common;
+use common::{
+    PATIENCE, Pending, assert_report, current_tid, drain, is_blocked, spawn_pending, stress_factor,
+    subscribe_many, wait_until, wait_until_blocked,
+};
 
 /// Anything that should happen "at once" (after a close, say) must happen within this bound.
 /// Generous, for a loaded 2-core CI machine; the waits it is compared against are 60 s or
 /// forever.
 const PROMPT: Duration = Duration::from_secs(5);
 
-/// How long to wait for another thread before declaring the test failed, so that a broken
-/// broker fails the test instead of hanging the suite.
-const PATIENCE: Duration = Duration::from_secs(30);
-
 /// A send timeout long enough that a publish returning "promptly" cannot have timed out.
 const LONG_TIMEOUT: Duration = Duration::from_secs(60);
 
 // --- helpers ------------------------------------------------------------------------------
-
-/// The kernel id of the calling thread, to watch it from another thread with
-/// [`wait_until_blocked`]. `None` where `/proc` is not available.
-fn current_tid() -> Option<String> {
-    let link = std::fs::read_link("/proc/thread-self").ok()?;
-    Some(link.file_name()?.to_str()?.to_owned())
-}
-
-/// Whether thread `tid` is asleep in the kernel, i.e. really blocked, not just about to block.
-/// `None` if it has exited.
-fn is_blocked(tid: &str) -> Option<bool> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-    // The state is the first field after the parenthesised thread name.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    Some(state == Some('S'))
-}
-
-/// Polls (bounded) until the thread `tid` is blocked. A no-op without `/proc`.
-fn wait_until_blocked(tid: Option<&str>) {
-    let Some(tid) = tid else { return };
-    wait_until("the thread is blocked", || {
-        is_blocked(tid).expect("the watched thread has exited")
-    });
-}
-
-/// Polls (bounded) until `condition` holds.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// A thread whose result is awaited with a bound.
-struct Pending<R> {
-    result: Receiver<R>,
-    handle: thread::JoinHandle<()>,
-}
-
-impl<R> Pending<R> {
-    /// Waits at most `within` for the thread's result. Passes on its panic, if it panicked.
-    #[track_caller]
-    fn wait(self, within: Duration) -> R {
-        match self.result.recv_timeout(within) {
-            Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => panic!("thread still running after {within:?}"),
-            Err(RecvTimeoutError::Disconnected) => match self.handle.join() {
-                Err(payload) => panic::resume_unwind(payload),
-                Ok(()) => unreachable!("the thread ended without a result"),
-            },
-        }
-    }
-
-    /// The result, if the thread has finished within `within`.
-    fn try_wait(&self, within: Duration) -> Option<R> {
-        self.result.recv_timeout(within).ok()
-    }
-}
-
-/// Runs `f` on a new thread, to be awaited with a bound by [`Pending::wait`].
-fn spawn_pending<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Pending<R> {
-    let (tx, result) = bounded(1);
-    let handle = thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    Pending { result, handle }
-}
-
-fn drain<T>(sub: &Subscription<T>) -> Vec<T> {
-    sub.try_iter().collect()
-}
-
-fn assert_report(report: PublishReport, delivered: usize, dropped: usize) {
-    assert_eq!(
-        (report.delivered, report.dropped),
-        (delivered, dropped),
-        "report (delivered, dropped)"
-    );
-}
 
 /// Counts the dispatch threads that have run a clone of a message of one broker and not yet
 /// exited. The count is held by a thread-local guard that is dropped when the thread exits, so
@@ -173,8 +93,19 @@ impl Clone for Probe {
 /// stripe with several subscribers (so each stripe clones the message).
 const STRIPED_SUBSCRIBERS: usize = 24;
 
-/// Builds a broker whose large publishes use `workers` dispatch threads, and blocks a publish
-/// on every one of them: all queues are full, so each stripe waits. Returns the subscriptions
+/// A broker of one-message queues with `Block`, whose large publishes (dispatch threshold 4)
+/// are striped over `workers` dispatch threads.
+fn striped_broker(workers: usize) -> Broker<Probe> {
+    Broker::builder()
+        .capacity(1)
+        .overflow(Overflow::Block)
+        .dispatch_threshold(4)
+        .workers(workers)
+        .build()
+}
+
+/// Blocks a publish on every one of the `workers` dispatch threads of `broker` (built by
+/// [`striped_broker`]): all queues are full, so each stripe waits. Returns the subscriptions
 /// (each holding one message) and the receiver of the blocked publish's result.
 fn block_a_striped_publish(
     broker: &Broker<Probe>,
@@ -184,9 +115,7 @@ fn block_a_striped_publish(
     Vec<Subscription<Probe>>,
     Pending<Result<PublishReport, Error>>,
 ) {
-    let subs: Vec<_> = (0..STRIPED_SUBSCRIBERS)
-        .map(|_| broker.subscribe("fan").unwrap())
-        .collect();
+    let subs = subscribe_many(broker, "fan", STRIPED_SUBSCRIBERS);
     // The fill has its own census, so that `census` counts only the blocked publish's runners.
     let fill = Probe {
         census: Arc::new(ThreadCensus::default()),
@@ -354,12 +283,7 @@ fn a_subscription_dropped_after_close_does_not_disturb_the_broker() {
 fn close_joins_the_dispatch_threads() {
     const WORKERS: usize = 2;
     let census = Arc::new(ThreadCensus::default());
-    let broker = Broker::<Probe>::builder()
-        .capacity(1)
-        .overflow(Overflow::Block)
-        .dispatch_threshold(4)
-        .workers(WORKERS)
-        .build();
+    let broker = striped_broker(WORKERS);
     assert_eq!(broker.stats().dispatch_threads, 0);
     let (subs, blocked) = block_a_striped_publish(&broker, &census, WORKERS);
     assert_eq!(broker.stats().dispatch_threads, WORKERS);
@@ -384,12 +308,7 @@ fn close_joins_the_dispatch_threads() {
 fn dropping_the_last_handle_joins_the_dispatch_threads() {
     const WORKERS: usize = 2;
     let census = Arc::new(ThreadCensus::default());
-    let broker = Broker::<Probe>::builder()
-        .capacity(1)
-        .overflow(Overflow::Block)
-        .dispatch_threshold(4)
-        .workers(WORKERS)
-        .build();
+    let broker = striped_broker(WORKERS);
     let (subs, blocked) = block_a_striped_publish(&broker, &census, WORKERS);
     // Let the blocked publish finish; its thread then lets go of its handle.
     for sub in &subs {
@@ -455,12 +374,7 @@ fn close_returns_only_after_the_dispatch_threads_are_joined_even_when_racing() {
         live: AtomicUsize::new(0),
         exit_hook: Some((entered_tx, release_rx)),
     });
-    let broker = Broker::<Probe>::builder()
-        .capacity(1)
-        .overflow(Overflow::Block)
-        .dispatch_threshold(4)
-        .workers(1)
-        .build();
+    let broker = striped_broker(1);
     let (subs, blocked) = block_a_striped_publish(&broker, &census, 1);
     for sub in &subs {
         sub.recv_timeout(PATIENCE).unwrap();
@@ -805,13 +719,6 @@ fn a_panic_on_a_thread_using_the_broker_poisons_nothing() {
 }
 
 // --- stress -------------------------------------------------------------------------------
-
-fn stress_factor() -> usize {
-    std::env::var("SYNCMQ_STRESS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-}
 
 /// Publishers and subscribers at full speed, and a close in the middle: every thread ends, and
 /// every message counted as delivered is received by a subscriber draining after the close.

@@ -6,16 +6,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use syncmq::{
-    Broker, ConfigError, Error, Overflow, RecvError, RecvTimeoutError, SubscribeOptions,
-    SubscriptionStatus, TryRecvError,
+    Broker, ConfigError, Error, Overflow, RecvError, RecvTimeoutError, SubscriptionStatus,
+    TryRecvError,
 };
+
+mod common;
+use common::opts;
 
 /// Generous upper bound for "returns promptly" on a loaded 2-core machine.
 const PROMPT: Duration = Duration::from_secs(2);
-
-fn opts() -> SubscribeOptions {
-    SubscribeOptions::default()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Smoke

@@ -4,11 +4,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
-use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, bounded, select, unbounded};
+use crossbeam_channel::{bounded, select, unbounded};
 use syncmq::{Broker, Error, Overflow, Subscription, TryRecvError};
+
+mod common;
+use common::{OrderCheck, spawn_pending, stress_factor};
 
 /// How long to wait for another thread before declaring the test failed.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -17,71 +19,6 @@ const PATIENCE: Duration = Duration::from_secs(60);
 type Msg = (usize, u64);
 
 // --- helpers ------------------------------------------------------------------------------
-
-/// Scales the work: `SYNCMQ_STRESS=10` runs ten times as much. Default 1, sized for a few
-/// seconds on a 2-core machine in a debug build.
-fn stress_factor() -> usize {
-    std::env::var("SYNCMQ_STRESS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-}
-
-/// A thread whose result is awaited with a bound.
-struct Pending<R> {
-    result: Receiver<R>,
-    handle: thread::JoinHandle<()>,
-}
-
-impl<R> Pending<R> {
-    /// Waits at most `within` for the thread's result. Passes on its panic, if it panicked.
-    #[track_caller]
-    fn wait(self, within: Duration) -> R {
-        match self.result.recv_timeout(within) {
-            Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => panic!("thread still running after {within:?}"),
-            Err(RecvTimeoutError::Disconnected) => match self.handle.join() {
-                Err(payload) => std::panic::resume_unwind(payload),
-                Ok(()) => unreachable!("the thread ended without a result"),
-            },
-        }
-    }
-}
-
-fn spawn_pending<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Pending<R> {
-    let (tx, result) = bounded(1);
-    let handle = thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    Pending { result, handle }
-}
-
-/// Checks, message by message, that each publisher's messages arrive in strictly increasing
-/// sequence order (so also without duplicates).
-struct OrderCheck {
-    last: Vec<Option<u64>>,
-    count: u64,
-}
-
-impl OrderCheck {
-    fn new(publishers: usize) -> Self {
-        OrderCheck {
-            last: vec![None; publishers],
-            count: 0,
-        }
-    }
-
-    #[track_caller]
-    fn see(&mut self, (publisher, seq): Msg) {
-        assert!(
-            self.last[publisher] < Some(seq),
-            "publisher {publisher}: seq {seq} after {:?} (out of order or duplicate)",
-            self.last[publisher]
-        );
-        self.last[publisher] = Some(seq);
-        self.count += 1;
-    }
-}
 
 /// A small deterministic pseudo-random generator (xorshift), one per thread.
 struct Rng(u64);

@@ -3,8 +3,10 @@
 //! they give, and no panic on any input.
 
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use syncmq::{Broker, Error, MAX_TOPIC_LEN, TopicError, validate_pattern, validate_topic};
+
+mod common;
+use common::{assert_lowercase_without_period, proptest_config_persisting_to};
 
 /// Which rules a string is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,17 +167,8 @@ fn check_topic(text: &str, as_topic: Result<(), TopicError>, as_pattern: Result<
 fn proptest_config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "proptest-regressions/topics.txt",
-        ))),
-        ..ProptestConfig::default()
+        ..proptest_config_persisting_to("proptest-regressions/topics.txt")
     }
-}
-
-fn assert_lowercase_without_period(text: &str) {
-    let first = text.chars().next().expect("empty message");
-    assert!(!first.is_uppercase(), "starts uppercase: {text:?}");
-    assert!(!text.ends_with('.'), "ends with a period: {text:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

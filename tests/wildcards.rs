@@ -7,19 +7,17 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use syncmq::{
-    Broker, Error, Overflow, RecvError, SubscribeOptions, Subscription, SubscriptionStatus,
-    TopicError, TryRecvError, pattern_matches, validate_pattern,
+    Broker, Error, Overflow, RecvError, Subscription, SubscriptionStatus, TopicError, TryRecvError,
+    pattern_matches, validate_pattern,
 };
+
+mod common;
+use common::{drain, opts, proptest_config_persisting_to};
 
 /// More distinct topics than the route cache holds (`ROUTE_CACHE_CAPACITY` is 4096 in
 /// `src/registry.rs`), so publishing to all of them forces evictions.
 const DISTINCT_TOPICS: usize = 20_000;
-
-fn opts() -> SubscribeOptions {
-    SubscribeOptions::default()
-}
 
 /// NATS semantics, written out by hand: `(pattern, topic, matches)`.
 const NATS_TABLE: &[(&str, &str, bool)] = &[
@@ -61,11 +59,6 @@ const NATS_TABLE: &[(&str, &str, bool)] = &[
     ("é.*", "é.x", true),
     ("é.*", "e.x", false),
 ];
-
-/// Receives everything queued now.
-fn drain<T>(sub: &Subscription<T>) -> Vec<T> {
-    sub.try_iter().collect()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Smoke
@@ -562,10 +555,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 fn proptest_config() -> ProptestConfig {
     ProptestConfig {
         cases: 256,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "proptest-regressions/wildcards.txt",
-        ))),
-        ..ProptestConfig::default()
+        ..proptest_config_persisting_to("proptest-regressions/wildcards.txt")
     }
 }
 

@@ -1,0 +1,274 @@
+//! Helpers shared by the integration tests: bounded waits on other threads, watching a thread
+//! block through `/proc`, per-publisher order checks, and small shorthands for brokers,
+//! subscriptions and proptest configurations. Each test binary uses `mod common;` and takes
+//! what it needs.
+
+#![allow(
+    dead_code,
+    reason = "each test binary compiles this module and uses only some of its helpers"
+)]
+
+use std::fmt::Debug;
+use std::panic::{self, AssertUnwindSafe};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, bounded};
+use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
+use syncmq::{Broker, PublishReport, SubscribeOptions, Subscription};
+
+/// How long to wait for another thread before declaring the test failed, so that a broken
+/// broker fails the test instead of hanging the suite.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
+
+/// How long a guarded operation may take before the test fails instead of hanging. Generous: on
+/// a 2-core machine saturated by other processes, the threaded fan-outs through the dispatch
+/// pool take over 10 s (every wake-up waits for a scheduler slot), though they finish.
+pub(crate) const GUARD: Duration = Duration::from_secs(60);
+
+// --- threads awaited with a bound ---------------------------------------------------------
+
+/// A thread whose result is awaited with a bound.
+pub(crate) struct Pending<R> {
+    result: Receiver<R>,
+    handle: thread::JoinHandle<()>,
+}
+
+impl<R> Pending<R> {
+    /// Waits at most `within` for the thread's result. Passes on its panic, if it panicked.
+    #[track_caller]
+    pub(crate) fn wait(self, within: Duration) -> R {
+        match self.result.recv_timeout(within) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => panic!("thread still running after {within:?}"),
+            Err(RecvTimeoutError::Disconnected) => match self.handle.join() {
+                Err(payload) => panic::resume_unwind(payload),
+                Ok(()) => unreachable!("the thread ended without a result"),
+            },
+        }
+    }
+
+    /// The result, if the thread has finished within `within`.
+    pub(crate) fn try_wait(&self, within: Duration) -> Option<R> {
+        self.result.recv_timeout(within).ok()
+    }
+}
+
+/// Runs `f` on a new thread, to be awaited with a bound by [`Pending::wait`].
+pub(crate) fn spawn_pending<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Pending<R> {
+    let (tx, result) = bounded(1);
+    let handle = thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    Pending { result, handle }
+}
+
+/// A thread whose result is awaited with a deadline: a thread that stays blocked because of a
+/// bug fails the test instead of hanging it.
+pub(crate) struct Guarded<R> {
+    result: Receiver<thread::Result<R>>,
+}
+
+/// Spawns `f` on a new thread; [`Guarded::join`] waits at most [`GUARD`] for it.
+pub(crate) fn spawn_guarded<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Guarded<R> {
+    let (tx, rx) = bounded(1);
+    thread::spawn(move || {
+        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
+    });
+    Guarded { result: rx }
+}
+
+impl<R> Guarded<R> {
+    /// The thread's result; passes its panic on, and fails if it is still running after
+    /// [`GUARD`].
+    pub(crate) fn join(self) -> R {
+        match self.result.recv_timeout(GUARD) {
+            Ok(Ok(result)) => result,
+            Ok(Err(payload)) => panic::resume_unwind(payload),
+            Err(_) => panic!("thread still blocked after {GUARD:?}"),
+        }
+    }
+}
+
+// --- polling and blocked threads ----------------------------------------------------------
+
+/// Polls (bounded by [`PATIENCE`]) until `condition` holds.
+#[track_caller]
+pub(crate) fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The kernel id of the calling thread, to watch it from another thread with
+/// [`wait_until_blocked`] or [`is_blocked`]. `None` where `/proc` is not available.
+pub(crate) fn current_tid() -> Option<String> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    Some(link.file_name()?.to_str()?.to_owned())
+}
+
+/// Whether thread `tid` is asleep in the kernel, i.e. really blocked, not just about to block.
+/// `None` if it has exited.
+pub(crate) fn is_blocked(tid: &str) -> Option<bool> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // The state is the first field after the parenthesised thread name.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    Some(state == Some('S'))
+}
+
+/// Polls (bounded) until the thread `tid` is blocked. A no-op without `/proc`.
+#[track_caller]
+pub(crate) fn wait_until_blocked(tid: Option<&str>) {
+    let Some(tid) = tid else { return };
+    wait_until("the thread is blocked", || {
+        is_blocked(tid).expect("the watched thread has exited")
+    });
+}
+
+// --- workload size ------------------------------------------------------------------------
+
+/// Scales the stress tests: `SYNCMQ_STRESS=10` runs ten times as much. Default 1, sized for a
+/// few seconds on a 2-core machine in a debug build.
+pub(crate) fn stress_factor() -> usize {
+    std::env::var("SYNCMQ_STRESS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+// --- brokers and subscriptions ------------------------------------------------------------
+
+/// The default subscription options, to build on.
+pub(crate) fn opts() -> SubscribeOptions {
+    SubscribeOptions::default()
+}
+
+/// `n` plain subscriptions to `topic`.
+pub(crate) fn subscribe_many<T: Clone + Send + 'static>(
+    broker: &Broker<T>,
+    topic: &str,
+    n: usize,
+) -> Vec<Subscription<T>> {
+    (0..n).map(|_| broker.subscribe(topic).unwrap()).collect()
+}
+
+/// Receives everything queued now.
+pub(crate) fn drain<T>(sub: &Subscription<T>) -> Vec<T> {
+    sub.try_iter().collect()
+}
+
+#[track_caller]
+pub(crate) fn assert_report(report: PublishReport, delivered: usize, dropped: usize) {
+    assert_eq!(
+        (report.delivered, report.dropped),
+        (delivered, dropped),
+        "report (delivered, dropped)"
+    );
+}
+
+// --- per-publisher order ------------------------------------------------------------------
+
+/// Checks, message by message, that each publisher's messages arrive in strictly increasing
+/// sequence order (so also without duplicates). Messages are `(publisher, sequence number)`.
+pub(crate) struct OrderCheck<S> {
+    /// What is checked, for the failure message; may be empty.
+    what: String,
+    last: Vec<Option<S>>,
+    /// Messages seen so far.
+    pub(crate) count: u64,
+}
+
+impl<S: Ord + Copy + Debug> OrderCheck<S> {
+    /// A check for publishers `0..publishers` (more are added as they are seen).
+    pub(crate) fn new(publishers: usize) -> Self {
+        OrderCheck {
+            what: String::new(),
+            last: vec![None; publishers],
+            count: 0,
+        }
+    }
+
+    /// A check whose failures name `what`.
+    pub(crate) fn named(what: &str) -> Self {
+        OrderCheck {
+            what: format!("{what}: "),
+            ..OrderCheck::new(0)
+        }
+    }
+
+    #[track_caller]
+    pub(crate) fn see(&mut self, (publisher, seq): (usize, S)) {
+        if self.last.len() <= publisher {
+            self.last.resize(publisher + 1, None);
+        }
+        assert!(
+            self.last[publisher] < Some(seq),
+            "{}publisher {publisher}: seq {seq:?} after {:?} (out of order or duplicate)",
+            self.what,
+            self.last[publisher]
+        );
+        self.last[publisher] = Some(seq);
+        self.count += 1;
+    }
+}
+
+/// Checks that `seen` holds each publisher's messages in publish order.
+#[track_caller]
+pub(crate) fn assert_per_publisher_order<S: Ord + Copy + Debug>(seen: &[(usize, S)], what: &str) {
+    let mut order = OrderCheck::named(what);
+    for &msg in seen {
+        order.see(msg);
+    }
+}
+
+/// Checks that `got` holds, for each of `publishers` publishers, exactly the sequence numbers
+/// `0..per_publisher`, each publisher's in order.
+#[track_caller]
+pub(crate) fn assert_all_in_publisher_order(
+    got: &[(usize, u64)],
+    publishers: usize,
+    per_publisher: u64,
+) {
+    let mut next = vec![0u64; publishers];
+    for &(publisher, seq) in got {
+        assert_eq!(
+            seq, next[publisher],
+            "publisher {publisher}: expected seq {}, got {seq}",
+            next[publisher]
+        );
+        next[publisher] += 1;
+    }
+    assert!(
+        next.iter().all(|&n| n == per_publisher),
+        "missing messages: {next:?}"
+    );
+}
+
+// --- messages and errors ------------------------------------------------------------------
+
+/// Checks the style of an error message: no capital first letter, no closing period.
+#[track_caller]
+pub(crate) fn assert_lowercase_without_period(text: &str) {
+    let first = text.chars().next().expect("empty message");
+    assert!(!first.is_uppercase(), "starts uppercase: {text:?}");
+    assert!(!text.ends_with('.'), "ends with a period: {text:?}");
+}
+
+// --- proptest -----------------------------------------------------------------------------
+
+/// The default proptest configuration, keeping the failures found in the file at `path`
+/// (relative to the crate root).
+pub(crate) fn proptest_config_persisting_to(path: &'static str) -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(path))),
+        ..ProptestConfig::default()
+    }
+}
