@@ -1,17 +1,20 @@
-//! The broker: [`Broker`], [`PublishReport`] and [`BrokerStats`].
+//! The broker: [`Broker`], and the state its handles and subscriptions share.
 //!
 //! # Locking
 //!
-//! There are three kinds of lock, always taken one at a time (never nested), so no lock order
-//! can be violated:
+//! The locks, and the only order in which two of them are ever held together:
 //!
-//! 1. `Shared::registry` (`RwLock`): the topic table. Publishes take the read lock just long
-//!    enough to clone one `Arc`; subscribe, unsubscribe and close take the write lock to swap
-//!    in new lists.
-//! 2. `SubscriberState::open` (`RwLock`, one per subscriber): held for reading across one
-//!    non-blocking `try_send`, for writing by the subscriber leaving.
-//! 3. `Pool::state` and `Shared::closing_signal` (`Mutex`): pool bookkeeping and the close
-//!    signal, held for a few instructions.
+//! 1. `Shared::registry` (`RwLock`): the subscription table. Publishes take the read lock just
+//!    long enough to find and clone one `Arc<Route>`; subscribe, unsubscribe, eviction and
+//!    close take the write lock to swap in new routes.
+//! 2. `Registry::cache` (`RwLock`, inside the registry): resolved routes per published topic.
+//!    Only ever taken *while holding the registry's read lock* (1 → 2); writers of the
+//!    registry reach it through `&mut` without locking.
+//! 3. `SubscriberState::lifecycle` (`RwLock`, one per subscriber): the gate. Held for reading
+//!    across one non-blocking `try_send` (or `DropOldest` discard), for writing by the
+//!    subscriber leaving or being evicted. Never taken with 1 or 2 held.
+//! 4. `Pool::state`, `Pool::joining` and `Shared::closing_signal` (`Mutex`): pool bookkeeping
+//!    and the close signal, taken alone.
 //!
 //! The rule: **no guard is ever held across a blocking send or user code**: `Clone` and `Drop`
 //! of messages run outside every lock. The one guard held across a blocking call is
