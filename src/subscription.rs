@@ -13,7 +13,8 @@ use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
 use crate::stats::SubscriptionStats;
 use crate::subscriber::{Lifecycle, SubscriberState, Tagged};
 
-/// A subscription to one topic: a bounded queue the broker fills with the topic's messages.
+/// A subscription to one topic or pattern: a bounded queue the broker fills with the messages
+/// published to matching topics (or, for a queue group member, with its share of them).
 ///
 /// Dropping a `Subscription` unsubscribes it at once: no later publish waits on it or counts
 /// it. [`unsubscribe`](Subscription::unsubscribe) does the same and hands back what was still
