@@ -95,13 +95,14 @@ pub(crate) fn deliver<'a, T: Clone + 'a>(
         left: subscribers.len() + groups.len(),
     };
     for subscriber in subscribers {
-        let Some(msg) = copies.next() else { break };
         if context.origin.is_some() && subscriber.origin == context.origin {
             // A bridge's own subscription does not hear what that bridge publishes: this is
             // what keeps a subject both exported and imported from looping. Not routed, so not
-            // counted.
+            // counted, and no copy is made for it.
+            copies.skip();
             continue;
         }
+        let Some(msg) = copies.next() else { break };
         run.offer(subscriber, msg);
     }
     for group in groups {
@@ -122,6 +123,11 @@ struct Copies<T> {
 }
 
 impl<T: Clone> Copies<T> {
+    /// One target fewer: no copy for it. If it was the last, the original is dropped unused.
+    fn skip(&mut self) {
+        self.left = self.left.saturating_sub(1);
+    }
+
     fn next(&mut self) -> Option<T> {
         self.left = self.left.checked_sub(1)?;
         if self.left == 0 {
@@ -331,8 +337,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
     /// deadline, or the broker closes.
     #[cold]
     fn wait_for_room_slow(&mut self) {
-        let waiting = std::mem::take(&mut self.waiting);
-        let mut waiting = waiting;
+        let mut waiting = std::mem::take(&mut self.waiting);
         // Operation indices: `closing` is 0 and `waiting[i]` is `i + 1`. `Select::remove`
         // keeps the other indices stable, so the mapping holds as sends settle.
         let mut select = Select::new();
