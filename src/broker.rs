@@ -29,7 +29,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::{BrokerBuilder, Config, SubscribeOptions, SubscriberConfig};
-use crate::delivery::{Context, Outcome, deliver};
+use crate::delivery::{Context, Outcome, PublishedTopic, deliver};
 use crate::dispatch::Pool;
 use crate::error::Error;
 use crate::registry::{Lookup, Registry, Retired, Route};
@@ -622,11 +622,12 @@ impl<T: Clone + Send + 'static> Shared<T> {
             .config
             .publish_timeout
             .and_then(|timeout| Instant::now().checked_add(timeout));
+        let topic = PublishedTopic::new(topic);
         let context = Context {
             closing: &self.closing,
             deadline,
             origin,
-            topic,
+            topic: &topic,
         };
         let outcome = self.deliver_along(route, msg, context);
         for counters in route.counters.iter() {

@@ -23,6 +23,7 @@
 //! subscribers plus groups given, less those skipped because they carry the publishing
 //! bridge's own origin.
 
+use std::cell::OnceCell;
 use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -45,7 +46,39 @@ pub(crate) struct Context<'a> {
     /// Who is publishing, if it is a bridge: its own subscribers are skipped.
     pub(crate) origin: Option<Origin>,
     /// The topic published to, for the queues that carry it (a bridge's taps).
-    pub(crate) topic: &'a str,
+    pub(crate) topic: &'a PublishedTopic<'a>,
+}
+
+/// The topic of one publish. The queues of a bridge's taps carry it with each message as an
+/// `Arc<str>`; that string is made at most once per publish, and only if such a queue is
+/// reached, so plain subscribers never pay for it.
+pub(crate) struct PublishedTopic<'a> {
+    text: &'a str,
+    /// `OnceCell`, not `OnceLock`: a publish's topic stays on its thread (a dispatch stripe
+    /// gets its own, made from the shared string).
+    shared: OnceCell<Arc<str>>,
+}
+
+impl<'a> PublishedTopic<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        PublishedTopic {
+            text,
+            shared: OnceCell::new(),
+        }
+    }
+
+    /// A topic whose shared string already exists (a dispatch stripe's).
+    pub(crate) fn from_shared(shared: &'a Arc<str>) -> Self {
+        PublishedTopic {
+            text: shared,
+            shared: OnceCell::from(Arc::clone(shared)),
+        }
+    }
+
+    /// The topic as a shared string, made on first use.
+    pub(crate) fn shared(&self) -> Arc<str> {
+        Arc::clone(self.shared.get_or_init(|| Arc::from(self.text)))
+    }
 }
 
 /// What happened to one message over a list of subscribers and groups.

@@ -24,7 +24,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
 use parking_lot::Mutex;
 
-use crate::delivery::{Context, Outcome, deliver};
+use crate::delivery::{Context, Outcome, PublishedTopic, deliver};
 use crate::registry::Route;
 use crate::subscriber::Origin;
 
@@ -58,6 +58,7 @@ impl<T: Clone> Job<T> {
             topic,
             done,
         } = self;
+        let topic = PublishedTopic::from_shared(&topic);
         let context = Context {
             closing,
             deadline,
@@ -180,9 +181,9 @@ impl<T: Clone + Send + 'static> Pool<T> {
         // queued are still waited for before the panic goes on: `publish` must not return
         // (even by unwinding) while a stripe of it may still deliver, or a later publish
         // from this thread could overtake it.
-        // One allocation per striped publish, shared by its jobs; small next to the jobs
-        // themselves.
-        let topic: Arc<str> = Arc::from(context.topic);
+        // At most one allocation per striped publish, shared by its jobs; small next to the
+        // jobs themselves.
+        let topic: Arc<str> = context.topic.shared();
         let mut queued = 0;
         let queueing = panic::catch_unwind(AssertUnwindSafe(|| {
             for k in 1..stripes {

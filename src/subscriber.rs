@@ -9,6 +9,7 @@ use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use parking_lot::RwLock;
 
 use crate::config::{Overflow, SubscriberConfig};
+use crate::delivery::PublishedTopic;
 use crate::stats::Counters;
 
 /// A publisher identity that a subscriber can carry, so that it does not receive what that
@@ -53,8 +54,8 @@ pub(crate) enum Queue<T> {
         oldest: Option<Receiver<T>>,
     },
     /// A [`Tap`](crate::subscription::Tap)'s queue: each message with its topic, which a
-    /// bridge needs to publish it elsewhere under the same subject. The topic is allocated
-    /// only for these subscribers, at each send.
+    /// bridge needs to publish it elsewhere under the same subject. The topic's shared string
+    /// is made once per publish that reaches such a queue (see [`PublishedTopic`]).
     #[cfg_attr(
         not(feature = "nats"),
         allow(dead_code, reason = "only bridges (the `nats` feature) make taps")
@@ -85,12 +86,12 @@ impl<T> Queue<T> {
     }
 
     /// `try_send`, tagging the message with `topic` if this is a tap's queue.
-    fn try_send(&self, msg: T, topic: &str) -> Result<(), TrySendError<T>> {
+    fn try_send(&self, msg: T, topic: &PublishedTopic<'_>) -> Result<(), TrySendError<T>> {
         match self {
             Queue::Plain { sender, .. } => sender.try_send(msg),
             Queue::Tagged { sender, .. } => {
                 sender
-                    .try_send((Arc::from(topic), msg))
+                    .try_send((topic.shared(), msg))
                     .map_err(|err| match err {
                         TrySendError::Full((_, msg)) => TrySendError::Full(msg),
                         TrySendError::Disconnected((_, msg)) => TrySendError::Disconnected(msg),
@@ -256,7 +257,7 @@ impl<T> Subscriber<T> {
     }
 
     /// Offers `msg`, published to `topic`, to the subscriber's queue without waiting.
-    pub(crate) fn try_deliver(&self, msg: T, topic: &str) -> Attempt<T> {
+    pub(crate) fn try_deliver(&self, msg: T, topic: &PublishedTopic<'_>) -> Attempt<T> {
         let sent = {
             // Hold the read side of the gate across `try_send`: see `lifecycle`.
             let lifecycle = self.state.lifecycle.read();
@@ -280,7 +281,11 @@ impl<T> Subscriber<T> {
     ///
     /// Racing a receiving subscriber is safe: `try_recv` hands each queued message to exactly
     /// one of us, so a message is either received or discarded (and counted), never both.
-    pub(crate) fn displace_oldest(&self, mut msg: T, topic: &str) -> (Attempt<T>, usize) {
+    pub(crate) fn displace_oldest(
+        &self,
+        mut msg: T,
+        topic: &PublishedTopic<'_>,
+    ) -> (Attempt<T>, usize) {
         if !self.queue.discards() {
             return (Attempt::Full(msg), 0);
         }
