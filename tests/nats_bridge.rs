@@ -67,6 +67,9 @@ fn a_message_crosses_from_one_broker_to_another() {
     assert_eq!(sub.recv_timeout(PATIENCE), Ok("hello".to_string()));
     assert!(bridge_a.stats().connected && bridge_b.stats().connected);
     wait_until("A counts the export", || bridge_a.stats().exported == 1);
+    // The import is counted once the local publish returns, which may be just after the
+    // subscriber has received it.
+    wait_until("B counts the import", || bridge_b.stats().imported == 1);
     assert_eq!(bridge_b.stats().imported, 1);
 }
 
@@ -138,6 +141,11 @@ fn two_brokers_share_subjects_both_ways_without_loops_or_duplicates() {
         "broker B got each message exactly once"
     );
 
+    // Imports are counted once their local publish returns: wait for the last ones.
+    wait_until("both bridges count every import", || {
+        bridge_a.stats().imported == COUNT as u64 + 1
+            && bridge_b.stats().imported == COUNT as u64 + 2
+    });
     let (stats_a, stats_b) = (bridge_a.stats(), bridge_b.stats());
     assert_eq!(
         (stats_a.exported, stats_a.imported),
@@ -238,11 +246,17 @@ fn group_import_splits_work_between_two_brokers() {
         got[0].len(),
         got[1].len()
     );
-    let imported: u64 = workers
-        .iter()
-        .map(|(_, bridge, _)| bridge.stats().imported)
-        .sum();
-    assert_eq!(imported, JOBS as u64);
+    let imported = || -> u64 {
+        workers
+            .iter()
+            .map(|(_, bridge, _)| bridge.stats().imported)
+            .sum()
+    };
+    // Imports are counted once their local publish returns: wait for the last ones.
+    wait_until("the workers count every import", || {
+        imported() >= JOBS as u64
+    });
+    assert_eq!(imported(), JOBS as u64);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -387,6 +401,9 @@ fn close_flushes_what_is_queued() {
         .map(|i| (i as u32).to_be_bytes().to_vec())
         .collect();
     assert_eq!(got, expected, "in publish order");
+    wait_until("B counts every import", || {
+        bridge_b.stats().imported >= COUNT as u64
+    });
     assert_eq!(bridge_b.stats().imported, COUNT as u64);
 }
 
@@ -459,6 +476,8 @@ fn imports_reach_the_broker_but_not_its_export_queues() {
     let sub = a.subscribe("loop.>").unwrap();
     b.publish("loop.x", "once".into()).unwrap();
     assert_eq!(sub.recv_timeout(PATIENCE).as_deref(), Ok("once"));
+    wait_until("A counts the import", || bridge_a.stats().imported >= 1);
+    // A looping message would come back within this window.
     std::thread::sleep(Duration::from_millis(100));
     let stats = bridge_a.stats();
     assert_eq!((stats.imported, stats.exported), (1, 0));
