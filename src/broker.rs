@@ -10,15 +10,18 @@
 //! 2. `Registry::cache` (`RwLock`, inside the registry): resolved routes per published topic.
 //!    Only ever taken *while holding the registry's read lock* (1 → 2); writers of the
 //!    registry reach it through `&mut` without locking.
-//! 3. `SubscriberState::lifecycle` (`RwLock`, one per subscriber): the gate. Held for reading
-//!    across one non-blocking `try_send` (or `DropOldest` discard), for writing by the
-//!    subscriber leaving or being evicted. Never taken with 1 or 2 held.
-//! 4. `Pool::state`, `Pool::joining` and `Shared::closing_signal` (`Mutex`): pool bookkeeping
+//! 3. `Pool::state`, `Pool::joining` and `Shared::closing_signal` (`Mutex`): pool bookkeeping
 //!    and the close signal, taken alone.
 //!
 //! The rule: **no guard is ever held across a blocking send or user code**: `Clone` and `Drop`
 //! of messages run outside every lock. The one guard held across a blocking call is
 //! `Pool::joining`, held while `close` joins the dispatch threads, which never take it.
+//!
+//! Sends are not guarded by a lock at all: each happens inside a grace section (`grace.rs`)
+//! after checking the subscriber's `lifecycle`, and a subscription that leaves waits for the
+//! sections in progress. Sections are held across non-blocking work and the message's
+//! `Clone` and `Drop` only, never across a wait, and never while a lock above is held: a publish
+//! releases the registry lock before delivering.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

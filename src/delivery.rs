@@ -13,6 +13,10 @@
 //!    to ten fast and five stalled subscribers costs about one timeout, not five. A group whose
 //!    members are all full waits like this on one member: the one whose turn it was.
 //!
+//! Every send happens inside a grace [`Section`] (see `grace.rs`), which is what lets a leaving
+//! subscription wait out the sends in flight: phase 1 holds one for the whole loop, phase 2
+//! one per retry, never while it waits.
+//!
 //! Phase 1 allocates nothing. Phase 2 allocates its wait list and the `Select`'s operation
 //! list once per publish that has to wait (a few hundred bytes, freed when it returns): a
 //! constant per waiting publish, never per send, and nothing outlives the call.
@@ -32,6 +36,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Select};
 
 use crate::config::Overflow;
+use crate::grace::Section;
 use crate::registry::Group;
 use crate::stats::Counters;
 use crate::subscriber::{Attempt, Origin, Subscriber};
@@ -127,6 +132,7 @@ pub(crate) fn deliver<'a, T: Clone + 'a>(
         msg: Some(msg),
         left: subscribers.len() + groups.len(),
     };
+    let section = Section::enter();
     for subscriber in subscribers {
         if context.origin.is_some() && subscriber.origin == context.origin {
             // A bridge's own subscription does not hear what that bridge publishes: this is
@@ -136,12 +142,13 @@ pub(crate) fn deliver<'a, T: Clone + 'a>(
             continue;
         }
         let Some(msg) = copies.next() else { break };
-        run.offer(subscriber, msg);
+        run.offer(subscriber, msg, &section);
     }
     for group in groups {
         let Some(msg) = copies.next() else { break };
-        run.offer_group(group, msg);
+        run.offer_group(group, msg, &section);
     }
+    drop(section);
     if !run.waiting.is_empty() {
         run.wait_for_room_slow();
     }
@@ -234,12 +241,12 @@ struct Run<'a, 'c, T> {
 }
 
 impl<'a, T: Clone> Run<'a, '_, T> {
-    fn offer(&mut self, subscriber: &'a Subscriber<T>, msg: T) {
-        match subscriber.try_deliver(msg, self.context.topic) {
+    fn offer(&mut self, subscriber: &'a Subscriber<T>, msg: T, section: &Section) {
+        match subscriber.try_deliver(msg, self.context.topic, section) {
             Attempt::Delivered => self.delivered(subscriber, false, 0),
             Attempt::Gone(_) => self.gone(subscriber),
             Attempt::Full(msg) => {
-                if let Some(waiting) = self.full(subscriber, msg, None) {
+                if let Some(waiting) = self.full(subscriber, msg, None, section) {
                     self.waiting.push(waiting);
                 }
             }
@@ -247,8 +254,8 @@ impl<'a, T: Clone> Run<'a, '_, T> {
     }
 
     /// Offers `msg` to a queue group: one member gets it.
-    fn offer_group(&mut self, group: &'a Group<T>, msg: T) {
-        if let Some(waiting) = self.offer_members(group, msg) {
+    fn offer_group(&mut self, group: &'a Group<T>, msg: T, section: &Section) {
+        if let Some(waiting) = self.offer_members(group, msg, section) {
             self.waiting.push(waiting);
         }
     }
@@ -257,14 +264,19 @@ impl<'a, T: Clone> Run<'a, '_, T> {
     /// If every member is full, the policy of the first full one (normally the member whose
     /// turn it was) applies; a send to wait for is returned. Leaving members are skipped, so
     /// a member leaving never costs the group its message while another one remains.
-    fn offer_members(&mut self, group: &'a Group<T>, mut msg: T) -> Option<Waiting<'a, T>> {
+    fn offer_members(
+        &mut self,
+        group: &'a Group<T>,
+        mut msg: T,
+        section: &Section,
+    ) -> Option<Waiting<'a, T>> {
         let members = &group.members;
         // `Relaxed`: the cursor only spreads load, any interleaving is fine.
         let start = group.cursor.fetch_add(1, Ordering::Relaxed) % members.len().max(1);
         let mut first_full = None;
         for offset in 0..members.len() {
             let member = &members[(start + offset) % members.len()];
-            match member.try_deliver(msg, self.context.topic) {
+            match member.try_deliver(msg, self.context.topic, section) {
                 Attempt::Delivered => {
                     self.delivered(member, true, 0);
                     return None;
@@ -277,7 +289,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
             }
         }
         match first_full {
-            Some(member) => self.full(member, msg, Some(group)),
+            Some(member) => self.full(member, msg, Some(group), section),
             None => {
                 // Every member has left: the group is about to disappear.
                 self.outcome.dropped += 1;
@@ -297,11 +309,13 @@ impl<'a, T: Clone> Run<'a, '_, T> {
         subscriber: &'a Subscriber<T>,
         msg: T,
         group: Option<&'a Group<T>>,
+        section: &Section,
     ) -> Option<Waiting<'a, T>> {
         let for_group = group.is_some();
         match subscriber.overflow {
             Overflow::DropOldest => {
-                let (attempt, displaced) = subscriber.displace_oldest(msg, self.context.topic);
+                let (attempt, displaced) =
+                    subscriber.displace_oldest(msg, self.context.topic, section);
                 match attempt {
                     Attempt::Delivered => self.delivered(subscriber, for_group, displaced),
                     Attempt::Gone(_) => self.gone(subscriber),
@@ -411,13 +425,15 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                     // `ready` only says the send would not block *now*; another publisher may
                     // take the free slot first, so this can still find the queue full.
                     let (subscriber, group) = (entry.subscriber, entry.group);
-                    match subscriber.try_deliver(msg, self.context.topic) {
+                    // A section for this retry only: never held while the select waits.
+                    let section = Section::enter();
+                    match subscriber.try_deliver(msg, self.context.topic, &section) {
                         Attempt::Delivered => self.delivered(subscriber, group.is_some(), 0),
                         Attempt::Gone(msg) => match group {
                             // A group member left while we waited on it: the group's other
                             // members get their chance, and possibly a wait of their own.
                             Some(group) => {
-                                if let Some(next) = self.offer_members(group, msg) {
+                                if let Some(next) = self.offer_members(group, msg, &section) {
                                     next.subscriber.queue().register(&mut select);
                                     waiting.push(next);
                                     unsettled += 1;

@@ -211,6 +211,7 @@ mod config;
 mod delivery;
 mod dispatch;
 mod error;
+mod grace;
 mod registry;
 mod stats;
 mod subscriber;

@@ -1,15 +1,15 @@
 //! The broker's half of a subscriber: its queue's sending side, its policy, and the state it
-//! shares with the [`Subscription`](crate::Subscription) (lifecycle gate and counters).
+//! shares with the [`Subscription`](crate::Subscription) (lifecycle and counters).
 
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
-use parking_lot::RwLock;
 
 use crate::config::{Overflow, SubscriberConfig};
 use crate::delivery::PublishedTopic;
+use crate::grace::{self, Section};
 use crate::stats::Counters;
 
 /// A publisher identity that a subscriber can carry, so that it does not receive what that
@@ -133,6 +133,7 @@ fn discards(config: SubscriberConfig) -> bool {
 
 /// Where a subscriber is in its life. Stored in [`SubscriberState::lifecycle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Lifecycle {
     /// Publishes may put messages in the queue.
     Subscribed,
@@ -142,33 +143,44 @@ pub(crate) enum Lifecycle {
     Evicted,
 }
 
+impl Lifecycle {
+    fn from_u8(value: u8) -> Lifecycle {
+        match value {
+            0 => Lifecycle::Subscribed,
+            1 => Lifecycle::Unsubscribed,
+            _ => Lifecycle::Evicted,
+        }
+    }
+}
+
 /// State shared by a subscriber's two halves.
 #[derive(Debug)]
 pub(crate) struct SubscriberState {
-    /// The gate every message passes through.
+    /// The gate every message passes through, a [`Lifecycle`] as `u8`.
     ///
     /// | value | queue |
     /// |---|---|
     /// | `Subscribed` | open: publishes may add (and, for `DropOldest`, discard) messages |
     /// | `Unsubscribed`, `Evicted` | shut for good: no message enters or is discarded again |
     ///
-    /// Every send into the queue (and every discard of its oldest message) happens while
-    /// holding the read lock and seeing `Subscribed`; leaving takes the write lock to change
-    /// it. Once the write lock has been taken, no send is in progress and none can start, so
-    /// what the subscription drains afterwards is everything that was ever counted as
-    /// delivered and not discarded. Only non-blocking operations run under the read lock, so
-    /// the writer waits at most for a few of them.
-    lifecycle: RwLock<Lifecycle>,
+    /// Every send into the queue (and every discard of its oldest message) happens inside a
+    /// grace [`Section`] after loading `Subscribed` here. Leaving stores `Unsubscribed` and then
+    /// waits out the sections in progress ([`grace::wait_for_sections`]); after that no send
+    /// is in progress and none can start, so what the subscription drains is everything that
+    /// was ever counted as delivered and not discarded. `SeqCst` throughout: the grace
+    /// protocol's proof needs these loads and stores in one total order with its counters.
+    /// Written only when the subscriber leaves, so publishers keep the line in their caches.
+    lifecycle: AtomicU8,
     /// Messages this subscriber missed: not delivered, or discarded by `DropOldest`. Only
     /// ever incremented; `Relaxed` because it is a statistic that orders nothing else.
     dropped: AtomicU64,
     /// Misses since the last loss-free delivery. Only used with `evict_after`. `Relaxed`: a
     /// count; the eviction it triggers is decided by exactly one `fetch_add` reaching the
-    /// threshold and synchronised by the `lifecycle` lock.
+    /// threshold, and the one `lifecycle` transition it makes.
     consecutive_misses: AtomicU32,
     /// Messages taken out through the subscription's receive methods. Written only by the
     /// receiving side; `Relaxed`, a statistic. On a cache line of its own: the consumer
-    /// writes it on every receive while publishers take `lifecycle` on every send, and
+    /// writes it on every receive while publishers read `lifecycle` on every send, and
     /// sharing a line would make each of those writes slow down the other side.
     pub(crate) received: CacheLine<AtomicU64>,
 }
@@ -183,26 +195,41 @@ pub(crate) struct CacheLine<T>(pub(crate) T);
 impl SubscriberState {
     pub(crate) fn new() -> Self {
         SubscriberState {
-            lifecycle: RwLock::new(Lifecycle::Subscribed),
+            lifecycle: AtomicU8::new(Lifecycle::Subscribed as u8),
             dropped: AtomicU64::new(0),
             consecutive_misses: AtomicU32::new(0),
             received: CacheLine::default(),
         }
     }
 
-    /// Shuts the gate for good with reason `to`, waiting out any send in progress. Returns
-    /// `false` if it was already shut (the first reason stays).
-    pub(crate) fn shut(&self, to: Lifecycle) -> bool {
-        let mut lifecycle = self.lifecycle.write();
-        if *lifecycle != Lifecycle::Subscribed {
-            return false;
-        }
-        *lifecycle = to;
-        true
+    /// Shuts the gate for good with reason `to`. Returns `false` if it was already shut (the
+    /// first reason stays). Sends in progress may still land: [`leave`](Self::leave) waits
+    /// them out.
+    fn shut(&self, to: Lifecycle) -> bool {
+        self.lifecycle
+            .compare_exchange(
+                Lifecycle::Subscribed as u8,
+                to as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+    }
+
+    /// The subscription leaves: shuts the gate (unless eviction already did), then waits until
+    /// no send can still be on its way into the queue. Afterwards the queue's content is final.
+    pub(crate) fn leave(&self) {
+        self.shut(Lifecycle::Unsubscribed);
+        grace::wait_for_sections();
     }
 
     pub(crate) fn lifecycle(&self) -> Lifecycle {
-        *self.lifecycle.read()
+        Lifecycle::from_u8(self.lifecycle.load(Ordering::SeqCst))
+    }
+
+    /// Whether publishes may still send into the queue.
+    fn is_subscribed(&self) -> bool {
+        self.lifecycle.load(Ordering::SeqCst) == Lifecycle::Subscribed as u8
     }
 
     /// The number of messages this subscriber missed.
@@ -256,19 +283,19 @@ impl<T> Subscriber<T> {
         &self.queue
     }
 
-    /// Offers `msg`, published to `topic`, to the subscriber's queue without waiting.
-    pub(crate) fn try_deliver(&self, msg: T, topic: &PublishedTopic<'_>) -> Attempt<T> {
-        let sent = {
-            // Hold the read side of the gate across `try_send`: see `lifecycle`.
-            let lifecycle = self.state.lifecycle.read();
-            if *lifecycle == Lifecycle::Subscribed {
-                self.queue.try_send(msg, topic)
-            } else {
-                Err(TrySendError::Disconnected(msg))
-            }
+    /// Offers `msg`, published to `topic`, to the subscriber's queue without waiting. The
+    /// `section` spans the check and the send: see [`SubscriberState::lifecycle`].
+    pub(crate) fn try_deliver(
+        &self,
+        msg: T,
+        topic: &PublishedTopic<'_>,
+        _section: &Section,
+    ) -> Attempt<T> {
+        let sent = if self.state.is_subscribed() {
+            self.queue.try_send(msg, topic)
+        } else {
+            Err(TrySendError::Disconnected(msg))
         };
-        // The guard is released: a refused message goes back to the caller, so the user's
-        // `Drop` never runs under our lock.
         match sent {
             Ok(()) => Attempt::Delivered,
             Err(TrySendError::Full(msg)) => Attempt::Full(msg),
@@ -285,21 +312,18 @@ impl<T> Subscriber<T> {
         &self,
         mut msg: T,
         topic: &PublishedTopic<'_>,
+        _section: &Section,
     ) -> (Attempt<T>, usize) {
         if !self.queue.discards() {
             return (Attempt::Full(msg), 0);
         }
         let mut displaced = 0;
         for _ in 0..DISPLACE_ATTEMPTS {
-            let (discarded, sent) = {
-                let lifecycle = self.state.lifecycle.read();
-                if *lifecycle != Lifecycle::Subscribed {
-                    return (Attempt::Gone(msg), displaced);
-                }
-                let discarded = self.queue.take_oldest();
-                (discarded, self.queue.try_send(msg, topic))
-            };
-            // Outside the guard: the discarded message's `Drop` is user code.
+            if !self.state.is_subscribed() {
+                return (Attempt::Gone(msg), displaced);
+            }
+            let discarded = self.queue.take_oldest();
+            let sent = self.queue.try_send(msg, topic);
             if discarded.is_some() {
                 displaced += 1;
                 self.state.dropped.fetch_add(1, Ordering::Relaxed);
@@ -349,5 +373,35 @@ impl<T> Subscriber<T> {
     /// it (it had not left already).
     pub(crate) fn evict(&self) -> bool {
         self.state.shut(Lifecycle::Evicted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn leaving_waits_for_a_send_section_in_progress() {
+        let state = Arc::new(SubscriberState::new());
+        let ended = grace::wait_during_section({
+            let state = state.clone();
+            move || state.leave()
+        });
+        assert!(
+            ended,
+            "leave returned while a section that may send was in progress"
+        );
+        assert_eq!(state.lifecycle(), Lifecycle::Unsubscribed);
+    }
+
+    #[test]
+    fn eviction_is_not_undone_by_leaving() {
+        let state = SubscriberState::new();
+        assert!(state.shut(Lifecycle::Evicted));
+        assert!(!state.shut(Lifecycle::Unsubscribed));
+        state.leave();
+        assert_eq!(state.lifecycle(), Lifecycle::Evicted);
     }
 }

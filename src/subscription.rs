@@ -18,7 +18,16 @@ use crate::subscriber::{Lifecycle, SubscriberState, Tagged};
 ///
 /// Dropping a `Subscription` unsubscribes it at once: no later publish waits on it or counts
 /// it. [`unsubscribe`](Subscription::unsubscribe) does the same and hands back what was still
-/// queued.
+/// queued. Leaving waits, briefly, for the publishes on other threads that are putting a
+/// message into queues at that moment (never for one that waits on a full queue), so that
+/// nothing they count as delivered arrives after the queue was drained.
+///
+/// One caveat for messages whose `Clone` or `Drop` does unusual things: those run while a
+/// publish is putting copies into queues. If one of them drops a `Subscription`, that drop
+/// does not wait for this publish (it cannot), and if another subscription is leaving at the
+/// same instant, it does not wait for other publishes either, so a message could be counted as
+/// delivered to it after its queue was drained. And a `Clone` or `Drop` must not block on a
+/// thread that is dropping a `Subscription`: that thread waits for the publish, a deadlock.
 ///
 /// When the broker closes, the subscription still yields every message already queued; then
 /// every receive fails with [`RecvError::Closed`], so no thread is left blocked.
@@ -86,9 +95,9 @@ impl<T> Membership<T> {
     /// Idempotent.
     fn leave(&self) {
         // Remove from the registry first, so no new publish routes to us; then shut the gate,
-        // which waits for sends in progress and makes later ones count as dropped.
+        // which makes later sends count as dropped, and wait for the sends in progress.
         self.shared.unsubscribe(&self.key, self.id);
-        self.state.shut(Lifecycle::Unsubscribed);
+        self.state.leave();
     }
 }
 
