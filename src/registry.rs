@@ -195,12 +195,19 @@ impl<T> Route<T> {
     }
 }
 
-/// What [`Registry::lookup`] knows about a topic.
+/// What [`Registry::lookup`] knows about a topic, from one hash lookup under one read lock.
 pub(crate) enum Lookup<T> {
     /// The topic is valid and reaches this route (or nothing).
     Found(Option<Arc<Route<T>>>),
-    /// Validate the topic, then [`Registry::resolve`] it.
-    Unchecked,
+    /// The topic is no key, and there is no wildcard subscription: if the topic is valid, it
+    /// reaches nothing, so the publish needs no second lock or lookup once it is validated.
+    NotFound,
+    /// Validate the topic, then [`Registry::resolve`] it: there are wildcard subscriptions
+    /// and the topic is not cached.
+    Unresolved,
+    /// The broker is closed (the topic still needs validating: an invalid topic is reported
+    /// as such even by a closed broker).
+    Closed,
 }
 
 /// What a change to the table replaced, to be dropped by the caller after it releases the
@@ -254,22 +261,27 @@ impl<T> Registry<T> {
             .map_or_else(Arc::default, |route| route.key_counters().clone())
     }
 
-    /// The hot path of a publish: what `topic` reaches, if that is known without validating
-    /// `topic` first. With no wildcard subscription, a topic that is a key is valid (keys are
-    /// validated, and none has a wildcard); with some, a cached topic is valid (only validated
-    /// topics are resolved). Anything else needs [`validate_topic`] and [`Registry::resolve`].
+    /// The hot path of a publish: what `topic` reaches, as far as one hash lookup tells,
+    /// before `topic` is validated. With no wildcard subscription, a topic that is a key is
+    /// valid (keys are validated, and none has a wildcard), and any other topic reaches
+    /// nothing; with some, a cached topic is valid (only validated topics are resolved). Only
+    /// `Found` vouches for the topic: the caller validates it in the other cases (see
+    /// [`validate_topic`]).
     ///
     /// [`validate_topic`]: crate::validate_topic
     pub(crate) fn lookup(&self, topic: &str) -> Lookup<T> {
+        if self.closed {
+            return Lookup::Closed;
+        }
         if self.patterns.len() == 0 {
             return match self.keys.get(topic) {
                 Some(route) => Lookup::Found(Some(route.clone())),
-                None => Lookup::Unchecked,
+                None => Lookup::NotFound,
             };
         }
         match self.cache.read().get(topic) {
             Some(cached) => Lookup::Found(cached.clone()),
-            None => Lookup::Unchecked,
+            None => Lookup::Unresolved,
         }
     }
 
