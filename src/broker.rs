@@ -388,32 +388,31 @@ impl<T: Clone + Send + 'static> Broker<T> {
         origin: Option<Origin>,
     ) -> Result<PublishReport, Error> {
         let shared = &self.handle.shared;
-        // Snapshot the route and release the lock before sending anything. A topic the
-        // registry already knows is valid skips validation: most publishes go to topics that
-        // have subscribers.
-        let lookup = {
-            let registry = shared.registry.read();
-            if registry.closed {
-                Lookup::Unchecked
-            } else {
-                registry.lookup(topic)
-            }
-        };
+        // Snapshot the route and release the lock before sending anything. One read lock and
+        // one hash lookup settle most publishes: a topic the registry knows is valid skips
+        // validation (most publishes go to topics that have subscribers), and one it does not
+        // know is validated outside the lock.
+        let lookup = shared.registry.read().lookup(topic);
         let route = match lookup {
             Lookup::Found(route) => route,
-            Lookup::Unchecked => {
-                // An invalid topic is reported as such even by a closed broker.
-                if let Err(reason) = validate_topic(topic) {
-                    return Err(Error::InvalidTopic {
-                        topic: topic.to_owned(),
-                        reason,
-                    });
-                }
+            // No wildcard subscription and no such key when we looked: the publish takes
+            // effect at that lookup, as one to a key that loses its last subscriber right
+            // after would. So no second lock and no second lookup.
+            Lookup::NotFound => {
+                validate_topic(topic).map_err(|reason| invalid_topic(topic, reason))?;
+                None
+            }
+            Lookup::Unresolved => {
+                validate_topic(topic).map_err(|reason| invalid_topic(topic, reason))?;
                 let registry = shared.registry.read();
                 if registry.closed {
                     return Err(Error::Closed);
                 }
                 registry.resolve(topic)
+            }
+            Lookup::Closed => {
+                validate_topic(topic).map_err(|reason| invalid_topic(topic, reason))?;
+                return Err(Error::Closed);
             }
         };
         shared.totals.record_publish();
@@ -708,6 +707,16 @@ impl<T> Shared<T> {
         // Wake every publish waiting on a full queue: they count what is left as dropped.
         drop(self.closing_signal.lock().take());
         self.pool.shutdown();
+    }
+}
+
+/// The error for publishing to an invalid topic. Out of line and cold: it allocates, and the
+/// publish fast path should not carry it.
+#[cold]
+fn invalid_topic(topic: &str, reason: crate::TopicError) -> Error {
+    Error::InvalidTopic {
+        topic: topic.to_owned(),
+        reason,
     }
 }
 

@@ -208,6 +208,42 @@ fn closed_broker_refuses_publish_and_subscribe() {
     assert_eq!(broker.subscribe("t").unwrap_err(), Error::Closed);
 }
 
+/// A publish settles a topic nobody subscribed to without a second look at the table: with
+/// and without wildcard subscriptions, open and closed, an invalid topic is reported as such
+/// (even by a closed broker), a valid one reaches nobody or gets `Closed`, and only successful
+/// publishes are counted.
+#[test]
+fn publish_to_unknown_topics_validates_on_every_path() {
+    for wildcards in [false, true] {
+        let broker = Broker::<u8>::new();
+        let _sub = broker.subscribe("known").unwrap();
+        let _pattern = wildcards.then(|| broker.subscribe("other.*").unwrap());
+        for _ in 0..2 {
+            // Twice: with wildcards, the second publish finds the topic cached.
+            let report = broker.publish("unknown", 1).unwrap();
+            assert_eq!((report.delivered, report.dropped), (0, 0));
+            assert!(matches!(
+                broker.publish("unknown.*", 1),
+                Err(Error::InvalidTopic { .. })
+            ));
+            assert!(matches!(
+                broker.publish("", 1),
+                Err(Error::InvalidTopic { .. })
+            ));
+        }
+        assert_eq!(broker.stats().published, 2, "wildcards: {wildcards}");
+        broker.close();
+        for topic in ["known", "unknown", "other.x"] {
+            assert_eq!(broker.publish(topic, 1), Err(Error::Closed), "{topic:?}");
+        }
+        assert!(matches!(
+            broker.publish("known.>", 1),
+            Err(Error::InvalidTopic { .. })
+        ));
+        assert_eq!(broker.stats().published, 2, "wildcards: {wildcards}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Single thread: bad configuration
 // ---------------------------------------------------------------------------------------------
