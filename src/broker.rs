@@ -395,9 +395,9 @@ impl<T: Clone + Send + 'static> Broker<T> {
         let lookup = shared.registry.read().lookup(topic);
         let route = match lookup {
             Lookup::Found(route) => route,
-            // No wildcard subscription and no such key when we looked: the publish takes
-            // effect at that lookup, as one to a key that loses its last subscriber right
-            // after would. So no second lock and no second lookup.
+            // No wildcard subscription and no such key when we looked: a valid topic reaches
+            // nobody, as if the publish had happened at that lookup. Validating it is all that
+            // is left; no second lock or lookup.
             Lookup::NotFound => {
                 validate_topic(topic).map_err(|reason| invalid_topic(topic, reason))?;
                 None
