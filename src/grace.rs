@@ -19,9 +19,9 @@
 //! slots of two counters each, indexed by the epoch's parity. Every thread sends through one
 //! slot, picked round-robin when it first publishes, so publishers rarely share a cache line.
 //!
-//! - **Entering** (`Section::enter`): read the epoch `e`, increment `slot[e & 1]`, then read
-//!   the epoch again. If it moved, undo and retry; otherwise the section is counted under
-//!   parity `e & 1` until it is dropped, which decrements the same counter.
+//! - **Entering** (`Section::enter`): read the epoch `e` and increment `slot[e & 1]`. The
+//!   section is counted under parity `e & 1` until it is dropped, which decrements the same
+//!   counter.
 //! - **Waiting** (`wait_for_sections`, one waiter at a time): twice, increment the epoch and
 //!   wait until every slot's counter of the parity just left is zero.
 //!
@@ -29,18 +29,21 @@
 //! the epoch, the counters and the subscriber's state is `SeqCst`, so they all fall in one
 //! total order. The leaving thread stores "shut" before its first increment of the epoch. A
 //! section whose state load read "subscribed" made that load before the store, and so made its
-//! epoch check and its counter increment before the first epoch increment, while its parity
-//! was that of some epoch value up to the one the waiter left. The two waits read both
-//! parities' counters after that increment, so they see the section's `+1` until its `-1`.
-//! Its decrement is a `Release`, read by the waiter's load: everything the section sent
-//! happens before the waiter returns. A section entered after the first epoch increment reads
-//! the new epoch, and so reads "shut" too.
+//! counter increment, which comes first in the section, before the first epoch increment.
+//! Whatever its parity, one of the two rounds reads that parity's counter after the increment,
+//! so it sees the section's `+1` until its `-1`. The decrement is a `Release`, read by the
+//! waiter's load: everything the section sent happens before the waiter returns.
 //!
-//! Each wait ends: a section that enters after an epoch increment counts under the new
-//! parity, so only sections already under way keep the old counter above zero, and they only
-//! do non-blocking work. Two rounds rather than one because a waiter skips the sections of its
-//! own thread (see below), which then stay counted under a parity a later waiter's first round
-//! does not look at.
+//! Each wait ends: after an epoch increment, new sections count under the other parity, so
+//! only sections already under way (or that read the epoch just before) keep the counter
+//! being waited on above zero, and sections only do non-blocking work. That is why there are
+//! two rounds, each moving the epoch, rather than one round reading both parities: the
+//! parity in use would keep getting new sections.
+//!
+//! `tests/model/grace.pml` is a model of this protocol (and of the re-entrancy below) that
+//! `.ci/run` checks with Spin over every interleaving. It also shows that one round is not
+//! enough: a waiter that skips a section of its own thread (see below) leaves it counted under
+//! a parity that a later waiter's single round would not look at.
 //!
 //! # Re-entrancy
 //!
@@ -141,26 +144,17 @@ pub(crate) struct Section {
 }
 
 impl Section {
-    /// Enters a section. Never blocks: it only retries if a waiter moves the epoch between
-    /// its two reads, which happens at most twice per grace period.
+    /// Enters a section. Never blocks or retries.
     pub(crate) fn enter() -> Section {
         let slot = this_slot();
-        let counters = &DOMAIN.slots[slot].0;
-        loop {
-            let epoch = DOMAIN.epoch.load(Ordering::SeqCst);
-            let parity = epoch & 1;
-            counters[parity].fetch_add(1, Ordering::SeqCst);
-            if DOMAIN.epoch.load(Ordering::SeqCst) == epoch {
-                add_held(parity, 1);
-                return Section {
-                    slot,
-                    parity,
-                    _not_send: PhantomData,
-                };
-            }
-            // A waiter moved on: our increment may have come after it read this counter, so
-            // it would not wait for us. Count ourselves under the new parity instead.
-            counters[parity].fetch_sub(1, Ordering::Release);
+        let parity = DOMAIN.epoch.load(Ordering::SeqCst) & 1;
+        // Before any state load of the section: see "The protocol".
+        DOMAIN.slots[slot].0[parity].fetch_add(1, Ordering::SeqCst);
+        add_held(parity, 1);
+        Section {
+            slot,
+            parity,
+            _not_send: PhantomData,
         }
     }
 }
