@@ -158,9 +158,10 @@
 //! one publisher's messages in publish order.
 //!
 //! Sends take no lock. A subscription that leaves instead waits for the publishes that are
-//! putting messages into queues at that moment (on any broker in the process: microseconds,
-//! and never for a publish that waits on a full queue), which is what makes
-//! [`Subscription::unsubscribe`] return exactly what was delivered and not received.
+//! putting messages into queues at that moment, on any broker in the process (microseconds,
+//! unless such a publishing thread is preempted; never for a publish that waits on a full
+//! queue). That is what makes [`Subscription::unsubscribe`] return exactly what was delivered
+//! and not received.
 //!
 //! `Broker` is `Clone + Send + Sync`; `Subscription` is `Send`. Message types must be
 //! `Clone + Send + 'static`: each subscriber gets its own clone, so wrap large payloads in an
