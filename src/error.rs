@@ -192,7 +192,8 @@ pub enum TopicError {
         /// Byte position where the empty token starts.
         position: usize,
     },
-    /// The topic contains whitespace or a control character.
+    /// The topic contains a character that is not printable: whitespace, a control
+    /// character, an invisible format character (such as U+200B) or a noncharacter.
     InvalidCharacter {
         /// The offending character.
         character: char,
@@ -238,7 +239,7 @@ impl fmt::Display for TopicError {
                 position,
             } => write!(
                 f,
-                "character {character:?} at byte {position} is whitespace or a control character"
+                "character {character:?} at byte {position} is whitespace or not printable"
             ),
             TopicError::Wildcard {
                 character,

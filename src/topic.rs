@@ -2,7 +2,10 @@
 //!
 //! A topic is a non-empty sequence of `.`-separated tokens, such as `orders.created.eu`. Every
 //! token is non-empty and made of printable, non-whitespace characters; the whole topic is at
-//! most [`MAX_TOPIC_LEN`] bytes.
+//! most [`MAX_TOPIC_LEN`] bytes. Not printable: control characters, invisible format
+//! characters (Unicode category Cf, such as the zero-width space U+200B or the byte-order mark
+//! U+FEFF, which would make two topics that look the same differ) and noncharacters (such as
+//! U+FFFF).
 //!
 //! A *pattern* (what a subscription names) may also use two wildcard tokens, with NATS
 //! semantics: `*` matches exactly one token, and `>` matches one or more trailing tokens and
@@ -167,7 +170,11 @@ fn validate_unicode(text: &str, syntax: Syntax) -> Result<(), TopicError> {
                 token_start = position + 1;
             }
             '*' | '>' => check_wildcard(bytes, character, position, token_start, syntax)?,
-            _ if character.is_whitespace() || character.is_control() => {
+            _ if character.is_whitespace()
+                || character.is_control()
+                || is_format(character)
+                || is_noncharacter(character) =>
+            {
                 return Err(TopicError::InvalidCharacter {
                     character,
                     position,
@@ -182,6 +189,43 @@ fn validate_unicode(text: &str, syntax: Syntax) -> Result<(), TopicError> {
         });
     }
     Ok(())
+}
+
+/// Whether `character` is an invisible format character: Unicode general category Cf
+/// (Unicode 15.1). std has no category API, and the category is small and stable, so it is
+/// listed here. Only non-ASCII characters reach this (the fast path handles ASCII).
+fn is_format(character: char) -> bool {
+    matches!(
+        character,
+        '\u{AD}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61C}'
+            | '\u{6DD}'
+            | '\u{70F}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// Whether `character` is one of Unicode's 66 noncharacters: U+FDD0..=U+FDEF, and the last
+/// two code points of every plane (U+FFFE, U+FFFF, U+1FFFE, ...).
+fn is_noncharacter(character: char) -> bool {
+    let code = u32::from(character);
+    (0xFDD0..=0xFDEF).contains(&code) || code & 0xFFFE == 0xFFFE
 }
 
 /// Checks a wildcard character at `position`, in the token that starts at `token_start`.
@@ -227,6 +271,9 @@ mod tests {
             "ü.ñ",
             "x-y_z.1:2",
             "#.+",
+            "日本.東京",
+            "🚀.launch",
+            "\u{FFFD}",
         ] {
             assert_eq!(validate_topic(topic), Ok(()), "{topic:?}");
             assert_eq!(validate_pattern(topic), Ok(()), "{topic:?}");
@@ -261,6 +308,55 @@ mod tests {
                 TopicError::InvalidCharacter {
                     character: '\u{a0}',
                     position: 2,
+                },
+            ),
+            (
+                "a\u{200B}b",
+                TopicError::InvalidCharacter {
+                    character: '\u{200B}',
+                    position: 1,
+                },
+            ),
+            (
+                "\u{FEFF}orders",
+                TopicError::InvalidCharacter {
+                    character: '\u{FEFF}',
+                    position: 0,
+                },
+            ),
+            (
+                "a.b\u{E0041}",
+                TopicError::InvalidCharacter {
+                    character: '\u{E0041}',
+                    position: 3,
+                },
+            ),
+            (
+                "a\u{AD}b",
+                TopicError::InvalidCharacter {
+                    character: '\u{AD}',
+                    position: 1,
+                },
+            ),
+            (
+                "a\u{FFFF}",
+                TopicError::InvalidCharacter {
+                    character: '\u{FFFF}',
+                    position: 1,
+                },
+            ),
+            (
+                "\u{10FFFE}",
+                TopicError::InvalidCharacter {
+                    character: '\u{10FFFE}',
+                    position: 0,
+                },
+            ),
+            (
+                "a\u{FDD0}",
+                TopicError::InvalidCharacter {
+                    character: '\u{FDD0}',
+                    position: 1,
                 },
             ),
             (

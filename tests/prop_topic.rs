@@ -9,7 +9,7 @@ use proptest::sample::{Index, select};
 use syncmq::{Broker, Error, MAX_TOPIC_LEN, TopicError, validate_pattern, validate_topic};
 
 mod common;
-use common::proptest_config_persisting_to;
+use common::{is_printable, proptest_config_persisting_to};
 
 /// Characters allowed in a token: printable ASCII but `.`, `*` and `>`, and some non-ASCII
 /// letters and symbols of 2, 3 and 4 bytes in UTF-8.
@@ -142,7 +142,7 @@ fn naive_validate(text: &str, syntax: Syntax) -> Result<(), TopicError> {
             if character == '>' && next.is_some() {
                 return Err(TopicError::WildcardNotLast { position });
             }
-        } else if character.is_whitespace() || character.is_control() {
+        } else if !is_printable(character) {
             return Err(TopicError::InvalidCharacter {
                 character,
                 position,

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use syncmq::{Broker, Error, MAX_TOPIC_LEN, TopicError, validate_pattern, validate_topic};
 
 mod common;
-use common::{assert_lowercase_without_period, proptest_config_persisting_to};
+use common::{assert_lowercase_without_period, is_printable, proptest_config_persisting_to};
 
 /// Which rules a string is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +74,7 @@ fn reference_validate(text: &str, syntax: Syntax) -> Result<(), TopicError> {
                     position,
                 },
             ));
-        } else if character.is_whitespace() || character.is_control() {
+        } else if !is_printable(character) {
             problems.push((
                 position,
                 TopicError::InvalidCharacter {
@@ -354,6 +354,27 @@ fn invalid_topics_and_patterns_are_rejected_with_reason() {
     }
 }
 
+/// Every Unicode scalar value, alone as a topic: valid exactly when it is printable by the
+/// reference definition (or one of the ASCII characters the syntax reserves).
+#[test]
+fn every_character_is_classified_like_the_reference() {
+    let mut mismatches = Vec::new();
+    let mut buffer = [0u8; 4];
+    for character in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+        let valid = validate_topic(character.encode_utf8(&mut buffer)).is_ok();
+        let expected = is_printable(character) && !".*>".contains(character);
+        if valid != expected {
+            mismatches.push(character);
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} characters classified unlike the reference, first {:?}",
+        mismatches.len(),
+        &mismatches[..mismatches.len().min(10)]
+    );
+}
+
 #[test]
 fn invalid_topic_error_names_input_and_reason() {
     let broker = Broker::<u8>::new();
@@ -411,7 +432,7 @@ fn topic_error_display_texts_are_lowercase_without_period() {
                 character: ' ',
                 position: 1,
             },
-            "character ' ' at byte 1 is whitespace or a control character",
+            "character ' ' at byte 1 is whitespace or not printable",
         ),
         (
             TopicError::Wildcard {
@@ -528,7 +549,7 @@ proptest! {
         let tokens: Vec<&str> = text.split('.').collect();
         let wildcard_only_last = tokens[..tokens.len() - 1].iter().all(|t| *t != ">");
         if text.len() <= MAX_TOPIC_LEN && wildcard_only_last
-            && tokens.iter().all(|t| t.chars().all(|c| !c.is_whitespace() && !c.is_control())
+            && tokens.iter().all(|t| t.chars().all(is_printable)
                 && (*t == "*" || *t == ">" || !t.contains(['*', '>'])))
         {
             prop_assert_eq!(as_pattern, Ok(()), "{:?}", text);
@@ -562,7 +583,7 @@ proptest! {
         let text = tokens.join(".");
         let as_topic = reference_validate(&text, Syntax::Topic);
         let as_pattern = reference_validate(&text, Syntax::Pattern);
-        let printable = |c: char| !c.is_whitespace() && !c.is_control() && !"*>.".contains(c);
+        let printable = |c: char| is_printable(c) && !"*>.".contains(c);
         if text.len() <= MAX_TOPIC_LEN && tokens.iter().all(|t| t.chars().all(printable)) {
             prop_assert_eq!(as_topic, Ok(()));
             prop_assert_eq!(as_pattern, Ok(()));

@@ -262,6 +262,24 @@ pub(crate) fn assert_lowercase_without_period(text: &str) {
     assert!(!text.ends_with('.'), "ends with a period: {text:?}");
 }
 
+// --- topics -------------------------------------------------------------------------------
+
+/// Whether `character` may appear in a topic token, by a definition independent of the
+/// crate's: not whitespace, not a control or format character (Unicode general categories Cc
+/// and Cf, from the `unicode-general-category` crate), not a noncharacter.
+pub(crate) fn is_printable(character: char) -> bool {
+    use unicode_general_category::{GeneralCategory, get_general_category};
+
+    let code = u32::from(character);
+    let noncharacter = (0xFDD0..=0xFDEF).contains(&code) || code % 0x1_0000 >= 0xFFFE;
+    !character.is_whitespace()
+        && !noncharacter
+        && !matches!(
+            get_general_category(character),
+            GeneralCategory::Control | GeneralCategory::Format
+        )
+}
+
 // --- proptest -----------------------------------------------------------------------------
 
 /// The default proptest configuration, keeping the failures found in the file at `path`
