@@ -8,7 +8,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use crossbeam_channel::select;
-use syncmq::{Broker, Error, Overflow, PublishReport, RecvError, Subscription, TryRecvError};
+use syncmq::{
+    Broker, Error, Overflow, PublishReport, RecvError, SubscribeOptions, Subscription, TryRecvError,
+};
 
 mod common;
 use common::{GUARD, spawn_guarded, subscribe_many};
@@ -230,6 +232,61 @@ fn dropping_subscription_unsubscribes_at_once() {
         (0, 0, 0)
     );
     assert_eq!(broker.stats().subscribers, 0);
+}
+
+/// A message whose `Clone` unsubscribes another subscription of the same broker, the first
+/// time it runs: the rare case where a subscription leaves in the middle of a publish on the
+/// same thread.
+#[derive(Debug)]
+struct LeaveOnClone {
+    leaving: Arc<std::sync::Mutex<Option<Subscription<LeaveOnClone>>>>,
+    handed_back: Arc<std::sync::Mutex<Option<Vec<LeaveOnClone>>>>,
+}
+
+impl Clone for LeaveOnClone {
+    fn clone(&self) -> Self {
+        if let Some(sub) = self.leaving.lock().unwrap().take() {
+            *self.handed_back.lock().unwrap() = Some(sub.unsubscribe());
+        }
+        LeaveOnClone {
+            leaving: self.leaving.clone(),
+            handed_back: self.handed_back.clone(),
+        }
+    }
+}
+
+#[test]
+fn a_subscription_left_during_a_publish_on_its_thread_gets_nothing_more() {
+    let broker = Broker::new();
+    let first = broker.subscribe("t").unwrap();
+    // `DropOldest`: the broker holds a receiver of its own on this queue (to discard from), so
+    // the queue stays connected after the subscription is gone, and a send that got through
+    // would be counted as delivered.
+    let options = SubscribeOptions::default().overflow(Overflow::DropOldest);
+    let leaving = Arc::new(std::sync::Mutex::new(Some(
+        broker.subscribe_with("t", options).unwrap(),
+    )));
+    let handed_back = Arc::new(std::sync::Mutex::new(None));
+    let msg = LeaveOnClone {
+        leaving: leaving.clone(),
+        handed_back: handed_back.clone(),
+    };
+    // The copy for `first` is a clone, made before `first` is offered it: the second
+    // subscription leaves then, before its turn, though it is in the route being delivered.
+    let report = broker.publish("t", msg).unwrap();
+    let handed_back = handed_back
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the clone unsubscribed");
+    assert!(handed_back.is_empty(), "nothing was queued when it left");
+    assert_eq!(
+        (report.delivered, report.dropped),
+        (1, 1),
+        "the subscription that left is not counted as delivered"
+    );
+    assert_eq!(first.try_iter().count(), 1);
+    assert_eq!(broker.subscriber_count("t"), 1);
 }
 
 #[test]
