@@ -178,11 +178,6 @@ pub(crate) struct SubscriberState {
     /// count; the eviction it triggers is decided by exactly one `fetch_add` reaching the
     /// threshold, and the one `lifecycle` transition it makes.
     consecutive_misses: AtomicU32,
-    /// Messages taken out through the subscription's receive methods. Written only by the
-    /// receiving side; `Relaxed`, a statistic. On a cache line of its own: the consumer
-    /// writes it on every receive while publishers read `lifecycle` on every send, and
-    /// sharing a line would make each of those writes slow down the other side.
-    pub(crate) received: CacheLine<AtomicU64>,
 }
 
 /// A value alone on its cache line (128 bytes: x86's adjacent-line prefetch pairs 64-byte
@@ -198,7 +193,6 @@ impl SubscriberState {
             lifecycle: AtomicU8::new(Lifecycle::Subscribed as u8),
             dropped: AtomicU64::new(0),
             consecutive_misses: AtomicU32::new(0),
-            received: CacheLine::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The receiving side: [`Subscription`] and its iterators.
 
+use std::cell::Cell;
 use std::fmt;
 use std::iter::FusedIterator;
 use std::sync::Arc;
@@ -61,6 +62,70 @@ pub struct Subscription<T> {
     /// The value of `state.dropped` when [`take_missed`](Subscription::take_missed) last ran.
     /// Only the subscription touches it; atomic so that `Subscription` stays `Sync`.
     missed_seen: AtomicU64,
+    /// Messages taken out through the receive methods.
+    received: ReceiveCount,
+}
+
+/// Counts the messages a subscription's receive methods hand out, exactly, without an atomic
+/// read-modify-write per message in the usual case of one receiving thread. (A `fetch_add`
+/// per receive cost about 5 ns, a quarter of a receive.)
+///
+/// The first thread to receive becomes the owner, for good. Only the owner writes `owned`, so
+/// it counts with a plain load and store; any other thread adds to `shared` with `fetch_add`.
+/// The total is the sum. Thread tokens are never reused (unlike a thread-local's address), so
+/// no later thread can mistake itself for an owner that has exited. `Relaxed` throughout: the
+/// counts are statistics, read after whatever synchronisation made the receives visible.
+#[derive(Debug, Default)]
+struct ReceiveCount {
+    /// The owner's token, or 0 before the first receive.
+    owner: AtomicU64,
+    /// Receives by the owner. Written by the owner only.
+    owned: AtomicU64,
+    /// Receives by any other thread.
+    shared: AtomicU64,
+}
+
+/// The next thread token to hand out. Starts at 1: 0 means "no owner".
+static NEXT_THREAD_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's token, or 0 before it first receives.
+    static THREAD_TOKEN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A number that identifies the calling thread, unique for the life of the process.
+fn thread_token() -> u64 {
+    THREAD_TOKEN.with(|token| {
+        if token.get() == 0 {
+            // `Relaxed`: only uniqueness matters, which the read-modify-write gives.
+            token.set(NEXT_THREAD_TOKEN.fetch_add(1, Ordering::Relaxed));
+        }
+        token.get()
+    })
+}
+
+impl ReceiveCount {
+    fn record(&self) {
+        let me = thread_token();
+        let owner = self.owner.load(Ordering::Relaxed);
+        let owns = owner == me
+            || (owner == 0
+                && self
+                    .owner
+                    .compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok());
+        if owns {
+            // The only writer of `owned`: no other thread can interleave an update.
+            let owned = self.owned.load(Ordering::Relaxed);
+            self.owned.store(owned + 1, Ordering::Relaxed);
+        } else {
+            self.shared.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.owned.load(Ordering::Relaxed) + self.shared.load(Ordering::Relaxed)
+    }
 }
 
 /// A subscriber's place in the broker: who it is, and how to leave. Dropping it leaves.
@@ -118,6 +183,7 @@ impl<T> Subscription<T> {
             group,
             receiver,
             missed_seen: AtomicU64::new(0),
+            received: ReceiveCount::default(),
         }
     }
 
@@ -127,8 +193,8 @@ impl<T> Subscription<T> {
     }
 
     /// Counts a message taken out by a receive method.
-    fn received(&self, msg: T) -> T {
-        self.state().received.0.fetch_add(1, Ordering::Relaxed);
+    fn counted(&self, msg: T) -> T {
+        self.received.record();
         msg
     }
 
@@ -140,7 +206,7 @@ impl<T> Subscription<T> {
     /// broker closed, [`RecvError::Evicted`] if it evicted this subscriber.
     pub fn recv(&self) -> Result<T, RecvError> {
         match self.receiver.recv() {
-            Ok(msg) => Ok(self.received(msg)),
+            Ok(msg) => Ok(self.counted(msg)),
             Err(_) => Err(self.end_reason()),
         }
     }
@@ -166,7 +232,7 @@ impl<T> Subscription<T> {
     /// ```
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         match self.receiver.try_recv() {
-            Ok(msg) => Ok(self.received(msg)),
+            Ok(msg) => Ok(self.counted(msg)),
             Err(crossbeam_channel::TryRecvError::Empty) => Err(TryRecvError::Empty),
             Err(crossbeam_channel::TryRecvError::Disconnected) => Err(self.end_reason().into()),
         }
@@ -214,7 +280,7 @@ impl<T> Subscription<T> {
                 .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
         };
         match result {
-            Ok(msg) => Ok(self.received(msg)),
+            Ok(msg) => Ok(self.counted(msg)),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(self.end_reason().into()),
         }
@@ -289,7 +355,7 @@ impl<T> Subscription<T> {
     /// This subscription's counters. No allocation: cheap enough to call after every receive.
     pub fn stats(&self) -> SubscriptionStats {
         SubscriptionStats {
-            received: self.state().received.0.load(Ordering::Relaxed),
+            received: self.received.total(),
             dropped: self.state().dropped(),
             queued: self.receiver.len(),
         }

@@ -392,6 +392,51 @@ fn topic_and_subscription_stats_count_what_happened() {
     );
 }
 
+/// The receive count is exact whichever threads receive, and however many at once: the first
+/// receiving thread counts without read-modify-writes, the others with them.
+#[test]
+fn received_counts_every_receive_on_every_thread() {
+    const RECEIVERS: usize = 3;
+    const PER_THREAD: usize = 2_000;
+    let broker = Broker::builder()
+        .capacity(RECEIVERS * PER_THREAD + 1)
+        .overflow(Overflow::Block)
+        .build();
+    let sub = broker.subscribe("t").unwrap();
+    for n in 0..RECEIVERS * PER_THREAD + 1 {
+        broker.publish("t", n).unwrap();
+    }
+    // This thread receives first, so it owns the count; the others share theirs.
+    assert_eq!(sub.recv(), Ok(0));
+    let start = Barrier::new(RECEIVERS);
+    thread::scope(|scope| {
+        for _ in 0..RECEIVERS - 1 {
+            scope.spawn(|| {
+                start.wait();
+                for _ in 0..PER_THREAD {
+                    sub.recv().unwrap();
+                }
+            });
+        }
+        start.wait();
+        for _ in 0..PER_THREAD {
+            sub.try_recv().unwrap();
+        }
+    });
+    let stats = sub.stats();
+    assert_eq!(
+        (stats.received, stats.queued),
+        ((RECEIVERS * PER_THREAD + 1) as u64, 0)
+    );
+    // A subscription moved to another thread after its first receive still counts there.
+    broker.publish("t", 0).unwrap();
+    let moved = thread::spawn(move || {
+        sub.recv().unwrap();
+        sub.stats().received
+    });
+    assert_eq!(moved.join().unwrap(), (RECEIVERS * PER_THREAD + 2) as u64);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Whole-publish budget
 
