@@ -428,6 +428,11 @@ fn undecodable_messages_are_counted_and_skipped() {
     bytes.publish("text.bad", vec![0xff, 0xfe, 0xfd]).unwrap();
     bytes.publish("text.good", b"fine".to_vec()).unwrap();
     assert_eq!(sub.recv_timeout(PATIENCE).as_deref(), Ok("fine"));
+    // The bridge counts an import after its local publish returns, which can be just after
+    // the subscriber has the message.
+    wait_until("the good message is counted", || {
+        import.stats().imported >= 1
+    });
     let stats = import.stats();
     assert_eq!((stats.decode_errors, stats.imported), (1, 1));
     assert_eq!(sub.try_recv().ok(), None);
