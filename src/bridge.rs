@@ -108,7 +108,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default bound on [`Bridge::close`]: flushing the export queues and stopping.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How many messages the export thread hands to the client in one step.
+/// Roughly how many messages the export thread hands to the client in one step: the one its
+/// wait returned, plus an equal share of this from each export queue.
 const BATCH: usize = 256;
 
 /// How long `close` waits, past its deadline, for the threads to finish shutting down.
@@ -965,15 +966,17 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
                     continue;
                 }
             }
-            // Take what else is queued, up to a batch, without waiting. Each queue is read in
-            // order, so each topic's messages stay in publish order.
+            // Take what else is queued, without waiting: an equal share of a batch from each
+            // queue, so a backlogged first queue cannot starve the later ones into dropping.
+            // Each queue is read in order, so each topic's messages stay in publish order.
+            let share = (BATCH / self.taps.len()).max(1);
             for (i, tap) in self.taps.iter().enumerate() {
-                while batch.len() < BATCH {
-                    match tap.receiver().try_recv() {
-                        Ok(tagged) => batch.push_back((i, tagged)),
-                        Err(_) => break,
-                    }
-                }
+                batch.extend(
+                    tap.receiver()
+                        .try_iter()
+                        .take(share)
+                        .map(|tagged| (i, tagged)),
+                );
             }
             self.forward(batch, None);
         }

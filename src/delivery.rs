@@ -243,7 +243,7 @@ struct Run<'a, 'c, T> {
 impl<'a, T: Clone> Run<'a, '_, T> {
     fn offer(&mut self, subscriber: &'a Subscriber<T>, msg: T, section: &Section) {
         match subscriber.try_deliver(msg, self.context.topic, section) {
-            Attempt::Delivered => self.delivered(subscriber, false, 0),
+            Attempt::Delivered => self.delivered(subscriber, false, false),
             Attempt::Gone(_) => self.gone(subscriber),
             Attempt::Full(msg) => {
                 if let Some(waiting) = self.full(subscriber, msg, None, section) {
@@ -262,8 +262,11 @@ impl<'a, T: Clone> Run<'a, '_, T> {
 
     /// Offers `msg` to the group's members from the cursor on; the first with room takes it.
     /// If every member is full, the policy of the first full one (normally the member whose
-    /// turn it was) applies; a send to wait for is returned. Leaving members are skipped, so
-    /// a member leaving never costs the group its message while another one remains.
+    /// turn it was) applies; a send to wait for is returned. Members that have left are
+    /// skipped, so a member leaving never costs the group its message while another remains
+    /// (except in the narrow case of a `DropOldest` member leaving between its full queue
+    /// being found and its oldest message being discarded: then the message is counted as
+    /// dropped).
     fn offer_members(
         &mut self,
         group: &'a Group<T>,
@@ -278,7 +281,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
             let member = &members[(start + offset) % members.len()];
             match member.try_deliver(msg, self.context.topic, section) {
                 Attempt::Delivered => {
-                    self.delivered(member, true, 0);
+                    self.delivered(member, true, false);
                     return None;
                 }
                 Attempt::Full(back) => {
@@ -316,8 +319,13 @@ impl<'a, T: Clone> Run<'a, '_, T> {
             Overflow::DropOldest => {
                 let (attempt, displaced) =
                     subscriber.displace_oldest(msg, self.context.topic, section);
+                // Discards count whatever became of the message itself: the subscriber's own
+                // `dropped` already has them.
+                self.outcome.displaced += displaced;
+                self.tally.switch_to(&subscriber.counters);
+                self.tally.displaced += displaced as u64;
                 match attempt {
-                    Attempt::Delivered => self.delivered(subscriber, for_group, displaced),
+                    Attempt::Delivered => self.delivered(subscriber, for_group, displaced > 0),
                     Attempt::Gone(_) => self.gone(subscriber),
                     Attempt::Full(_) => self.dropped(subscriber),
                 }
@@ -339,15 +347,14 @@ impl<'a, T: Clone> Run<'a, '_, T> {
         }
     }
 
-    /// The message is in `subscriber`'s queue, after discarding `displaced` older ones.
-    fn delivered(&mut self, subscriber: &'a Subscriber<T>, for_group: bool, displaced: usize) {
+    /// The message is in `subscriber`'s queue, possibly after discarding older ones (counted
+    /// by the caller).
+    fn delivered(&mut self, subscriber: &'a Subscriber<T>, for_group: bool, after_discard: bool) {
         self.outcome.delivered += 1;
         self.outcome.groups += usize::from(for_group);
-        self.outcome.displaced += displaced;
         self.tally.switch_to(&subscriber.counters);
         self.tally.delivered += 1;
-        self.tally.displaced += displaced as u64;
-        if displaced == 0 {
+        if !after_discard {
             subscriber.record_delivery();
         } else if subscriber.record_miss() {
             // A discard is a miss too, though this message got through.
@@ -355,17 +362,16 @@ impl<'a, T: Clone> Run<'a, '_, T> {
         }
     }
 
-    /// The message did not reach `subscriber`, which is still subscribed.
+    /// The message did not reach `subscriber`, which is still subscribed: also a miss of its
+    /// own.
     fn dropped(&mut self, subscriber: &'a Subscriber<T>) {
-        self.outcome.dropped += 1;
-        self.tally.switch_to(&subscriber.counters);
-        self.tally.dropped += 1;
+        self.gone(subscriber);
         if subscriber.record_drop() {
             self.evict(subscriber);
         }
     }
 
-    /// The message did not reach `subscriber` because it has left.
+    /// The message did not reach `subscriber` (because it has left, if called directly).
     fn gone(&mut self, subscriber: &'a Subscriber<T>) {
         self.outcome.dropped += 1;
         self.tally.switch_to(&subscriber.counters);
@@ -428,7 +434,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                     // A section for this retry only: never held while the select waits.
                     let section = Section::enter();
                     match subscriber.try_deliver(msg, self.context.topic, &section) {
-                        Attempt::Delivered => self.delivered(subscriber, group.is_some(), 0),
+                        Attempt::Delivered => self.delivered(subscriber, group.is_some(), false),
                         Attempt::Gone(msg) => match group {
                             // A group member left while we waited on it: the group's other
                             // members get their chance, and possibly a wait of their own.

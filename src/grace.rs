@@ -74,11 +74,15 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::subscriber::CacheLine;
-
 /// Slots in the domain. Publishing threads beyond this many share slots (round-robin), which
 /// is correct, only slower. A power of two so that the modulo is a mask.
 const SLOTS: usize = 32;
+
+/// A value alone on its cache line (128 bytes: x86's adjacent-line prefetch pairs 64-byte
+/// lines, and some ARM cores have 128-byte lines), so that the threads of one slot do not slow
+/// down those of its neighbours.
+#[repr(align(128))]
+struct CacheLine<T>(T);
 
 /// The section counters of the threads assigned to one slot, one per epoch parity.
 type Slot = CacheLine<[AtomicUsize; 2]>;

@@ -180,13 +180,6 @@ pub(crate) struct SubscriberState {
     consecutive_misses: AtomicU32,
 }
 
-/// A value alone on its cache line (128 bytes: x86's adjacent-line prefetch pairs 64-byte
-/// lines, and some ARM cores have 128-byte lines), so that writes to it do not contend with
-/// writes to its neighbours.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct CacheLine<T>(pub(crate) T);
-
 impl SubscriberState {
     pub(crate) fn new() -> Self {
         SubscriberState {

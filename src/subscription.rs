@@ -157,7 +157,7 @@ impl<T> Membership<T> {
     }
 
     /// Removes the subscriber from the broker and closes its queue to new messages.
-    /// Idempotent.
+    /// Runs once, from `Drop` (`unsubscribe` drops the membership too).
     fn leave(&self) {
         // Remove from the registry first, so no new publish routes to us; then shut the gate,
         // which makes later sends count as dropped, and wait for the sends in progress.
@@ -424,8 +424,14 @@ impl<T> Subscription<T> {
     /// # Ok::<(), syncmq::Error>(())
     /// ```
     pub fn unsubscribe(self) -> Vec<T> {
-        self.membership.leave();
-        self.receiver.try_iter().collect()
+        // Leave (once: by dropping the membership) before draining, so the drain is final.
+        let Subscription {
+            membership,
+            receiver,
+            ..
+        } = self;
+        drop(membership);
+        receiver.try_iter().collect()
     }
 
     /// Why the queue disconnected. Only called after the receiver reported disconnection,
@@ -485,8 +491,13 @@ impl<T> Tap<T> {
     /// Unsubscribes and returns what was still queued, in order (see
     /// [`Subscription::unsubscribe`]).
     pub(crate) fn unsubscribe(self) -> Vec<Tagged<T>> {
-        self.membership.leave();
-        self.receiver.try_iter().collect()
+        let Tap {
+            membership,
+            receiver,
+            ..
+        } = self;
+        drop(membership);
+        receiver.try_iter().collect()
     }
 }
 

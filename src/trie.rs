@@ -74,10 +74,10 @@ impl PatternTrie {
         removed
     }
 
-    /// Calls `found` with every stored pattern that matches `topic`, each once.
+    /// Calls `found` with every stored pattern that matches `topic`, each once. Allocates
+    /// nothing: the walk clones the token iterator where it branches.
     pub(crate) fn for_each_match<'a>(&'a self, topic: &str, mut found: impl FnMut(&'a Arc<str>)) {
-        let tokens: Vec<&str> = topic.split('.').collect();
-        match_in(&self.root, &tokens, &mut found);
+        match_in(&self.root, topic.split('.'), &mut found);
     }
 }
 
@@ -109,8 +109,12 @@ fn remove_in(node: &mut Node, tokens: &[&str]) -> bool {
     removed
 }
 
-fn match_in<'a>(node: &'a Node, tokens: &[&str], found: &mut impl FnMut(&'a Arc<str>)) {
-    let Some((&token, rest)) = tokens.split_first() else {
+fn match_in<'a>(
+    node: &'a Node,
+    mut tokens: std::str::Split<'_, char>,
+    found: &mut impl FnMut(&'a Arc<str>),
+) {
+    let Some(token) = tokens.next() else {
         if let Some(pattern) = &node.end {
             found(pattern);
         }
@@ -121,10 +125,10 @@ fn match_in<'a>(node: &'a Node, tokens: &[&str], found: &mut impl FnMut(&'a Arc<
         found(pattern);
     }
     if let Some(child) = node.literal.get(token) {
-        match_in(child, rest, found);
+        match_in(child, tokens.clone(), found);
     }
     if let Some(child) = &node.star {
-        match_in(child, rest, found);
+        match_in(child, tokens, found);
     }
 }
 
