@@ -6,7 +6,7 @@
 //!   B's bridge, received from a subscription of broker B.
 //!
 //! Each iteration sends [`BURST`] messages of 64 bytes and waits until all have arrived. Both
-//! start their own `nats-server` on a free loopback port (see `tests/support/nats_server.rs`).
+//! use one `nats-server`, started on a free loopback port (see `tests/support/nats_server.rs`).
 //!
 //! ```text
 //! cargo bench --features nats --bench bridge

@@ -19,11 +19,12 @@
 //!   publish costs about one timeout however many are stalled; the baseline (sequential
 //!   `send_timeout`, like the Go ancestor) costs one timeout per stalled subscriber.
 //!
-//! `SYNCMQ_BENCH_SWEEP=1 cargo bench --bench publish` instead runs the dispatch sweep used to
-//! pick [`syncmq::DEFAULT_DISPATCH_THRESHOLD`]: fan-out to N in {50, 100, 200, 500, 1000}
-//! subscribers, with the default settings, inline, and with every dispatch threshold in
-//! {32, 64, 128, 256} and 1 or 2 workers, against the crossbeam baseline. It also reports the
-//! CPU time the whole process used per variant, relative to the baseline's. The variants run interleaved, round after round,
+//! `SYNCMQ_BENCH_SWEEP=fanout cargo bench --bench publish` (or `=1`) instead runs the dispatch
+//! sweep used to pick [`syncmq::DEFAULT_DISPATCH_THRESHOLD`]: fan-out to N in
+//! {50, 100, 200, 500, 1000} subscribers, with the default settings, inline, and with every
+//! dispatch threshold in {32, 64, 128, 256} and 1 or 2 workers, against the crossbeam baseline.
+//! It also reports the CPU time the whole process used per variant, relative to the baseline's.
+//! The variants run interleaved, round after round,
 //! and each is reported as the median of its per-round ratio to the baseline, so a noisy,
 //! shared machine moves the baseline and the variants together. `SYNCMQ_BENCH_SWEEP_ROUNDS`
 //! (default 15), `SYNCMQ_BENCH_SWEEP_N`, `SYNCMQ_BENCH_SWEEP_THRESHOLDS` and
@@ -683,9 +684,10 @@ mod sweep {
 
     pub(super) fn run(which: &str) {
         let shapes: &[Shape] = match which {
+            "1" | "fanout" => &[Shape::Fanout],
             "enqueue" => &[Shape::Enqueue],
             "all" => &[Shape::Fanout, Shape::Enqueue],
-            _ => &[Shape::Fanout],
+            other => panic!("SYNCMQ_BENCH_SWEEP: expected fanout, enqueue or all, got {other:?}"),
         };
         let rounds = env_usize_list("SYNCMQ_BENCH_SWEEP_ROUNDS").map_or(15, |v| v[0].max(1));
         let verbose = std::env::var_os("SYNCMQ_BENCH_SWEEP_VERBOSE").is_some();

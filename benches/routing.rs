@@ -386,7 +386,7 @@ impl Workload for Consumers {
             Sink::Syncmq(broker) => {
                 for _ in 0..iters {
                     let report = broker.publish(TOPIC, msg.clone()).expect("open broker");
-                    debug_assert_eq!(report.delivered as u64, self.per_message);
+                    assert_eq!(report.delivered as u64, self.per_message);
                 }
             }
             Sink::Crossbeam(senders) => {

@@ -240,7 +240,11 @@ fn bench_publish(c: &mut Criterion) {
         let mut fixture = None;
         group.bench_function(shape.id(), |b| {
             let (fixture, _) = fixture.get_or_insert_with(|| Fixture::new(shape));
-            b.iter_custom(|iters| fixture.run(iters).0);
+            b.iter_custom(|iters| {
+                let (time, unexpected_misses) = fixture.run(iters);
+                assert_eq!(unexpected_misses, 0, "a fast subscriber missed a message");
+                time
+            });
         });
         drop(fixture);
     }

@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use syncmq::{
-    Broker, DEFAULT_CAPACITY, DEFAULT_DISPATCH_THRESHOLD, DEFAULT_SEND_TIMEOUT, MAX_CAPACITY,
-    Overflow,
+    Broker, DEFAULT_CAPACITY, DEFAULT_DISPATCH_THRESHOLD, DEFAULT_SEND_TIMEOUT, Overflow,
 };
 
 const USAGE: &str = "\
@@ -97,12 +96,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             "-h" | "--help" => return Ok(None),
             "--subscribers" => options.subscribers = number(&name, &value()?, 1)?,
             "--messages" => options.messages = number(&name, &value()?, 1)?,
-            "--capacity" => {
-                options.capacity = number(&name, &value()?, 0)?;
-                if options.capacity > MAX_CAPACITY {
-                    return Err(format!("--capacity: at most {MAX_CAPACITY}"));
-                }
-            }
+            // Too large a capacity is reported by the broker's builder (`ConfigError`).
+            "--capacity" => options.capacity = number(&name, &value()?, 0)?,
             "--overflow" => options.overflow = overflow(&value()?)?,
             "--workers" => options.workers = Some(number(&name, &value()?, 0)?),
             "--dispatch-threshold" => {

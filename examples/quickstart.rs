@@ -9,9 +9,9 @@
 //! stuck job is a wait for a signal rather than a sleep.
 
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use syncmq::{Broker, Error, PublishReport, RecvError};
+use syncmq::{Broker, DEFAULT_SEND_TIMEOUT, Error, PublishReport, RecvError};
 
 /// The message type: cheap to clone, one clone per subscriber.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,15 +21,13 @@ enum Event {
     Shipped { order: u32 },
 }
 
-const SEND_TIMEOUT: Duration = Duration::from_millis(5);
-
 fn main() -> Result<(), Error> {
-    // Small queues so that the stuck subscriber fills up quickly; 5 ms is also the default.
+    // Small queues so that the stuck subscriber fills up quickly; the default 5 ms timeout.
     let broker = Broker::<Event>::builder()
         .capacity(2)
-        .send_timeout(SEND_TIMEOUT)
+        .send_timeout(DEFAULT_SEND_TIMEOUT)
         .build();
-    println!("broker: queues of 2 messages, send timeout {SEND_TIMEOUT:?}\n");
+    println!("broker: queues of 2 messages, send timeout {DEFAULT_SEND_TIMEOUT:?}\n");
 
     // Topics are `.`-separated non-empty tokens; a bad one is an error that says why.
     match broker.subscribe("orders..created") {
@@ -38,7 +36,7 @@ fn main() -> Result<(), Error> {
     }
 
     let audit = broker.subscribe("orders.created")?;
-    let cancellations = broker.subscribe("orders.cancelled")?;
+    let support = broker.subscribe("orders.cancelled")?;
     let billing = broker.subscribe("orders.created")?;
     println!(
         "subscribed: audit and billing to orders.created, support to orders.cancelled ({} subscribers)\n",
@@ -67,7 +65,7 @@ fn main() -> Result<(), Error> {
         let mut line = describe(report);
         if report.dropped > 0 {
             // Only the full queue was waited on, and only until its deadline.
-            assert!(started_at.elapsed() >= SEND_TIMEOUT);
+            assert!(started_at.elapsed() >= DEFAULT_SEND_TIMEOUT);
             line.push_str("  (billing's queue stayed full for 5 ms: skipped, counted)");
         }
         println!("publish orders.created #{n} ({item:<6}) -> {line}");
@@ -89,7 +87,7 @@ fn main() -> Result<(), Error> {
     );
     println!(
         "support received {:?}",
-        cancellations.try_iter().collect::<Vec<_>>()
+        support.try_iter().collect::<Vec<_>>()
     );
 
     let stats = broker.stats();
@@ -116,7 +114,7 @@ fn main() -> Result<(), Error> {
     println!(
         "  dropped per subscriber: audit {}, support {}, billing {billing_dropped}",
         audit.dropped(),
-        cancellations.dropped()
+        support.dropped()
     );
     println!(
         "  publish -> {:?}, subscribe -> {:?}",

@@ -5,17 +5,23 @@
 //! The locks, and the only order in which two of them are ever held together:
 //!
 //! 1. `Shared::registry` (`RwLock`): the subscription table. Publishes take the read lock just
-//!    long enough to find and clone one `Arc<Route>`; subscribe, unsubscribe, eviction and
-//!    close take the write lock to swap in new routes.
+//!    long enough to find and clone one `Arc<Route>` (on a route-cache miss with wildcard
+//!    subscriptions, a second time, to walk the pattern trie, merge the matching routes and
+//!    cache the result); subscribe, unsubscribe, eviction and close take the write lock to
+//!    swap in new routes.
 //! 2. `Registry::cache` (`RwLock`, inside the registry): resolved routes per published topic.
 //!    Only ever taken *while holding the registry's read lock* (1 → 2); writers of the
 //!    registry reach it through `&mut` without locking.
-//! 3. `Pool::state`, `Pool::joining` and `Shared::closing_signal` (`Mutex`): pool bookkeeping
-//!    and the close signal, taken alone.
+//! 3. `Pool::joining`, then `Pool::state` (`Mutex`es): only `Pool::shutdown` holds both, in
+//!    that order. `Shared::closing_signal` (`Mutex`) is taken alone.
+//! 4. `grace`'s waiter lock (`Mutex`, process-wide): held by a leaving subscription while it
+//!    waits for the send sections in progress, after it released the registry lock; inside a
+//!    section it is only ever tried, never waited for.
 //!
 //! The rule: **no guard is ever held across a blocking send or user code**: `Clone` and `Drop`
-//! of messages run outside every lock. The one guard held across a blocking call is
-//! `Pool::joining`, held while `close` joins the dispatch threads, which never take it.
+//! of messages run outside every lock. Two guards are held across a wait: `Pool::joining`,
+//! while `close` joins the dispatch threads (which never take it), and the grace waiter lock,
+//! while a leaving subscription waits out the sections (which never wait for it).
 //!
 //! Sends are not guarded by a lock at all: each happens inside a grace section (`grace.rs`)
 //! after checking the subscriber's `lifecycle`, and a subscription that leaves waits for the
@@ -255,30 +261,25 @@ impl<T: Clone + Send + 'static> Broker<T> {
         group: &str,
         options: SubscribeOptions,
     ) -> Result<Subscription<T>, Error> {
-        if group.is_empty() || group.len() > crate::MAX_TOPIC_LEN {
-            return Err(Error::InvalidTopic {
-                topic: group.to_owned(),
-                reason: if group.is_empty() {
-                    crate::TopicError::Empty
-                } else {
-                    crate::TopicError::TooLong { len: group.len() }
-                },
-            });
+        if group.is_empty() {
+            return Err(invalid_topic(group, crate::TopicError::Empty));
+        }
+        if group.len() > crate::MAX_TOPIC_LEN {
+            let reason = crate::TopicError::TooLong { len: group.len() };
+            return Err(invalid_topic(group, reason));
         }
         self.join(pattern, Some(group), options)
     }
 
     /// A new publisher identity for [`publish_from`](Self::publish_from) and
-    /// [`join`](Self::join). Unique per broker.
+    /// [`tap`](Self::tap). Unique per broker.
     #[cfg_attr(
         not(feature = "nats"),
         allow(dead_code, reason = "the hook for bridges (the `nats` feature)")
     )]
     pub(crate) fn new_origin(&self) -> Origin {
-        // Ids start at 0, so `+ 1` is never zero before `u64` wraps, which it cannot in
-        // practice (one id per subscription or bridge).
         let id = self.handle.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        Origin::new(id.wrapping_add(1)).unwrap_or(Origin::MAX)
+        Origin::MIN.saturating_add(id)
     }
 
     /// The origin shared by every bridge of this broker, allocated on first use.
@@ -570,10 +571,7 @@ impl<T: Clone + Send + 'static> Shared<T> {
         pattern: &str,
         options: SubscribeOptions,
     ) -> Result<SubscriberConfig, Error> {
-        validate_pattern(pattern).map_err(|reason| Error::InvalidTopic {
-            topic: pattern.to_owned(),
-            reason,
-        })?;
+        validate_pattern(pattern).map_err(|reason| invalid_topic(pattern, reason))?;
         options.resolve(self.config.subscriber)
     }
 
@@ -638,8 +636,8 @@ impl<T: Clone + Send + 'static> Shared<T> {
         self.totals.record_outcome(&outcome);
         let mut evicted = 0;
         for (key, id) in &outcome.evicted {
-            // The subscriber's gate is already shut; removing it from the registry is what
-            // spares later publishes any cost for it.
+            // `evict` already marked it `Evicted`, so no send enters its queue any more;
+            // removing it from the registry is what spares later publishes any cost for it.
             let retired = self.registry.write().remove(key, *id);
             if let Some(route) = retired.as_ref().and_then(|r| r.route.as_ref()) {
                 route.key_counters().record_evicted();

@@ -71,7 +71,8 @@ impl Overflow {
 /// The settings a broker runs with. Fixed once the broker is built.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Config {
-    /// Upper bound on dispatch threads; 0 means every publish runs on its own thread.
+    /// Upper bound on dispatch threads; 0 means every publish delivers on the publishing
+    /// thread.
     pub(crate) workers: usize,
     /// Subscriber count from which a publish is spread over the dispatch pool.
     pub(crate) dispatch_threshold: usize,

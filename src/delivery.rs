@@ -399,7 +399,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
             // `entry.subscriber` borrows the caller's subscriber list, not `waiting`, so the
             // select may hold it while we take messages out of `waiting`.
             let subscriber: &'a Subscriber<T> = entry.subscriber;
-            subscriber.queue().register(&mut select);
+            subscriber.register_send(&mut select);
         }
         let mut unsettled = waiting.len();
 
@@ -440,7 +440,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                             // members get their chance, and possibly a wait of their own.
                             Some(group) => {
                                 if let Some(next) = self.offer_members(group, msg, &section) {
-                                    next.subscriber.queue().register(&mut select);
+                                    next.subscriber.register_send(&mut select);
                                     waiting.push(next);
                                     unsettled += 1;
                                 }

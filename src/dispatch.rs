@@ -80,8 +80,9 @@ impl<T: Clone> Job<T> {
     }
 }
 
-/// The pool's mutable state. Lock order: `Pool::state` is only ever taken alone, never while
-/// holding the registry lock, and never held across a send or a join.
+/// The pool's mutable state. Lock order: `Pool::state` is taken alone, or (in `shutdown`) under
+/// `Pool::joining`; never while holding the registry lock, and never held across a send or a
+/// join.
 struct PoolState<T> {
     /// Sending side of the job queue; `None` once shut down.
     jobs: Option<Sender<Job<T>>>,

@@ -175,7 +175,8 @@ impl Drop for Section {
 /// Waits until every section that was under way when this was called has ended, except the
 /// calling thread's own. Call it after storing (`SeqCst`) the state change that sections check.
 ///
-/// Cost with no publish in flight: two epoch increments and a scan of `SLOTS` counters.
+/// Cost with no publish in flight: the waiter lock, two epoch increments and two scans of
+/// `SLOTS` counters.
 pub(crate) fn wait_for_sections() {
     let own_held = HELD.with(Cell::get);
     let _waiter = if own_held == [0, 0] {

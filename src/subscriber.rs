@@ -37,7 +37,7 @@ pub(crate) struct Subscriber<T> {
     /// Publishes from this origin skip this subscriber.
     pub(crate) origin: Option<Origin>,
     /// State shared with the [`Subscription`](crate::Subscription).
-    pub(crate) state: Arc<SubscriberState>,
+    state: Arc<SubscriberState>,
 }
 
 /// A message with the topic it was published to: what a [`Tap`](crate::subscription::Tap)
@@ -117,8 +117,8 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Adds a send on this queue to `select`, for phase 2 of delivery. Returns its index.
-    pub(crate) fn register<'a>(&'a self, select: &mut Select<'a>) -> usize {
+    /// Adds a send on this queue to `select`. Returns its index.
+    fn register<'a>(&'a self, select: &mut Select<'a>) -> usize {
         match self {
             Queue::Plain { sender, .. } => select.send(sender),
             Queue::Tagged { sender, .. } => select.send(sender),
@@ -156,7 +156,7 @@ impl Lifecycle {
 /// State shared by a subscriber's two halves.
 #[derive(Debug)]
 pub(crate) struct SubscriberState {
-    /// The gate every message passes through, a [`Lifecycle`] as `u8`.
+    /// Whether publishes may still send into the queue: a [`Lifecycle`] as `u8`.
     ///
     /// | value | queue |
     /// |---|---|
@@ -169,7 +169,8 @@ pub(crate) struct SubscriberState {
     /// is in progress and none can start, so what the subscription drains is everything that
     /// was ever counted as delivered and not discarded. `SeqCst` throughout: the grace
     /// protocol's proof needs these loads and stores in one total order with its counters.
-    /// Written only when the subscriber leaves, so publishers keep the line in their caches.
+    /// Written only when the subscriber leaves (though its cache line is shared with `dropped`,
+    /// which publishers write on every miss).
     lifecycle: AtomicU8,
     /// Messages this subscriber missed: not delivered, or discarded by `DropOldest`. Only
     /// ever incremented; `Relaxed` because it is a statistic that orders nothing else.
@@ -189,7 +190,7 @@ impl SubscriberState {
         }
     }
 
-    /// Shuts the gate for good with reason `to`. Returns `false` if it was already shut (the
+    /// Marks the queue shut for good (`lifecycle`) with reason `to`. Returns `false` if it was already shut (the
     /// first reason stays). Sends in progress may still land: [`leave`](Self::leave) waits
     /// them out.
     fn shut(&self, to: Lifecycle) -> bool {
@@ -203,7 +204,7 @@ impl SubscriberState {
             .is_ok()
     }
 
-    /// The subscription leaves: shuts the gate (unless eviction already did), then waits until
+    /// The subscription leaves: marks the queue shut (unless eviction did), then waits until
     /// no send can still be on its way into the queue. Afterwards the queue's content is final.
     pub(crate) fn leave(&self) {
         self.shut(Lifecycle::Unsubscribed);
@@ -265,9 +266,10 @@ impl<T> Subscriber<T> {
         }
     }
 
-    /// The subscriber's queue, to wait on it for room.
-    pub(crate) fn queue(&self) -> &Queue<T> {
-        &self.queue
+    /// Adds a send on the subscriber's queue to `select`, to wait for room (phase 2 of
+    /// delivery). Returns its index in `select`.
+    pub(crate) fn register_send<'a>(&'a self, select: &mut Select<'a>) -> usize {
+        self.queue.register(select)
     }
 
     /// Offers `msg`, published to `topic`, to the subscriber's queue without waiting. The

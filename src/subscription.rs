@@ -159,8 +159,9 @@ impl<T> Membership<T> {
     /// Removes the subscriber from the broker and closes its queue to new messages.
     /// Runs once, from `Drop` (`unsubscribe` drops the membership too).
     fn leave(&self) {
-        // Remove from the registry first, so no new publish routes to us; then shut the gate,
-        // which makes later sends count as dropped, and wait for the sends in progress.
+        // Remove from the registry first, so no new publish routes to us; then mark the queue
+        // shut (`SubscriberState::lifecycle`), which makes later sends count as dropped, and
+        // wait out the grace sections in progress (src/grace.rs).
         self.shared.unsubscribe(&self.key, self.id);
         self.state.leave();
     }
