@@ -142,8 +142,9 @@ fn check_evict_after(misses: u32) -> Result<NonZeroU32, ConfigError> {
 pub struct BrokerBuilder<T> {
     /// The settings gathered so far.
     config: Config,
-    /// The first invalid setting given, reported by `build`/`try_build`.
-    invalid: Option<ConfigError>,
+    /// `evict_after` as given, checked by `build`/`try_build` like the capacity, so that with
+    /// either setting the last call counts.
+    evict_after: Option<u32>,
     /// The message type of the broker being built; `fn() -> T` keeps the builder `Send + Sync`
     /// whatever `T` is.
     marker: PhantomData<fn() -> T>,
@@ -154,7 +155,7 @@ impl<T> fmt::Debug for BrokerBuilder<T> {
         f.debug_struct("BrokerBuilder")
             .field("capacity", &self.config.subscriber.capacity)
             .field("overflow", &self.config.subscriber.overflow)
-            .field("evict_after", &self.config.subscriber.evict_after)
+            .field("evict_after", &self.evict_after)
             .field("publish_timeout", &self.config.publish_timeout)
             .field("workers", &self.config.workers)
             .field("dispatch_threshold", &self.config.dispatch_threshold)
@@ -166,7 +167,7 @@ impl<T: Clone + Send + 'static> BrokerBuilder<T> {
     pub(crate) fn new() -> Self {
         BrokerBuilder {
             config: Config::default(),
-            invalid: None,
+            evict_after: None,
             marker: PhantomData,
         }
     }
@@ -206,10 +207,7 @@ impl<T: Clone + Send + 'static> BrokerBuilder<T> {
     /// `0` is invalid ([`ConfigError::EvictAfterZero`]); subscriptions can opt out with
     /// [`SubscribeOptions::never_evict`].
     pub fn evict_after(mut self, misses: u32) -> Self {
-        match check_evict_after(misses) {
-            Ok(k) => self.config.subscriber.evict_after = Some(k),
-            Err(err) => self.invalid = self.invalid.or(Some(err)),
-        }
+        self.evict_after = Some(misses);
         self
     }
 
@@ -275,11 +273,11 @@ impl<T: Clone + Send + 'static> BrokerBuilder<T> {
     ///     Some(Error::InvalidConfig(ConfigError::CapacityTooLarge { capacity: MAX_CAPACITY + 1 }))
     /// );
     /// ```
-    pub fn try_build(self) -> Result<Broker<T>, Error> {
-        if let Some(err) = self.invalid {
-            return Err(err.into());
-        }
+    pub fn try_build(mut self) -> Result<Broker<T>, Error> {
         check_capacity(self.config.subscriber.capacity)?;
+        if let Some(misses) = self.evict_after {
+            self.config.subscriber.evict_after = Some(check_evict_after(misses)?);
+        }
         Ok(Broker::with_config(self.config))
     }
 }

@@ -84,6 +84,23 @@ fn invalid_options_are_rejected_like_subscribe() {
     );
 }
 
+#[test]
+fn the_builder_checks_the_last_value_of_each_setting() {
+    let builder = || Broker::<u8>::builder();
+    assert!(builder().evict_after(0).evict_after(3).try_build().is_ok());
+    assert!(
+        builder()
+            .capacity(syncmq::MAX_CAPACITY + 1)
+            .capacity(8)
+            .try_build()
+            .is_ok()
+    );
+    assert_eq!(
+        builder().evict_after(3).evict_after(0).try_build().err(),
+        Some(Error::InvalidConfig(ConfigError::EvictAfterZero))
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // DropOldest
 
