@@ -7,8 +7,9 @@
 //! 1. `Shared::registry` (`RwLock`): the subscription table. Publishes take the read lock just
 //!    long enough to find and clone one `Arc<Route>` (on a route-cache miss with wildcard
 //!    subscriptions, a second time, to walk the pattern trie, merge the matching routes and
-//!    cache the result); subscribe, unsubscribe, eviction and close take the write lock to
-//!    swap in new routes.
+//!    cache the result), and not at all when the thread's route memo (`route_memo.rs`) is
+//!    current; subscribe, unsubscribe, eviction and close take the write lock to swap in new
+//!    routes, and bump `Shared::generation` under it.
 //! 2. `Registry::cache` (`RwLock`, inside the registry): resolved routes per published topic.
 //!    Only ever taken *while holding the registry's read lock* (1 → 2); writers of the
 //!    registry reach it through `&mut` without locking.
@@ -35,14 +36,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
 use crate::config::{BrokerBuilder, Config, SubscribeOptions, SubscriberConfig};
 use crate::delivery::{Context, Outcome, PublishedTopic, deliver};
 use crate::dispatch::Pool;
 use crate::error::Error;
+use crate::grace::CacheLine;
 use crate::registry::{Lookup, Registry, Retired, Route};
-use crate::stats::{BrokerStats, Counters, PublishReport, TopicStats};
+use crate::route_memo;
+use crate::stats::{BrokerStats, Counters, Delta, PublishReport, TopicStats};
 use crate::subscriber::{Origin, Queue, Subscriber, SubscriberState};
 use crate::subscription::{Membership, Subscription, Tap};
 use crate::topic::{validate_pattern, validate_topic};
@@ -81,8 +84,15 @@ struct Handle<T> {
 pub(crate) struct Shared<T> {
     /// Settings, fixed at build time.
     pub(crate) config: Config,
-    /// The topic table and the closed flag. See "Locking" above.
-    pub(crate) registry: RwLock<Registry<T>>,
+    /// The topic table and the closed flag. See "Locking" above. Written only through
+    /// [`registry_mut`](Self::registry_mut).
+    registry: RwLock<Registry<T>>,
+    /// Bumped by every change to `registry`, under its write lock: what tells a thread's
+    /// route memo (`route_memo.rs`) that it is stale. On a line of its own, as every publish
+    /// reads it and the counters near it are written by every publish.
+    generation: CacheLine<AtomicU64>,
+    /// This broker's number, unique in the process: whose route a memo holds.
+    id: u64,
     /// The sending half of the close signal; `None` once closed. Nothing is ever sent on it:
     /// dropping it disconnects `closing`, which wakes every publish waiting on a full queue.
     closing_signal: Mutex<Option<Sender<()>>>,
@@ -102,6 +112,9 @@ pub(crate) struct Shared<T> {
     )]
     bridge_origin: OnceLock<Origin>,
 }
+
+/// The next broker's [`Shared::id`]. `Relaxed`: only uniqueness matters.
+static NEXT_BROKER_ID: AtomicU64 = AtomicU64::new(0);
 
 impl<T: Clone + Send + 'static> Broker<T> {
     /// Creates a broker with the default settings: queues of
@@ -131,6 +144,8 @@ impl<T: Clone + Send + 'static> Broker<T> {
         let shared = Arc::new(Shared {
             config,
             registry: RwLock::new(Registry::new()),
+            generation: CacheLine(AtomicU64::new(0)),
+            id: NEXT_BROKER_ID.fetch_add(1, Ordering::Relaxed),
             closing_signal: Mutex::new(Some(closing_signal)),
             pool: Pool::new(config.workers, closing.clone()),
             closing,
@@ -389,34 +404,13 @@ impl<T: Clone + Send + 'static> Broker<T> {
         origin: Option<Origin>,
     ) -> Result<PublishReport, Error> {
         let shared = &self.handle.shared;
-        // Snapshot the route and release the lock before sending anything. One read lock and
-        // one hash lookup settle most publishes: a topic the registry knows is valid skips
-        // validation (most publishes go to topics that have subscribers), and one it does not
-        // know is validated outside the lock.
-        let lookup = shared.registry.read().lookup(topic);
-        let route = match lookup {
-            Lookup::Found(route) => route,
-            // No wildcard subscription and no such key when we looked: a valid topic reaches
-            // nobody, as if the publish had happened at that lookup. Validating it is all that
-            // is left; no second lock or lookup.
-            Lookup::NotFound => {
-                validate_topic(topic).map_err(|reason| invalid_topic(topic, reason))?;
-                None
-            }
-            Lookup::Unresolved => {
-                validate_topic(topic).map_err(|reason| invalid_topic(topic, reason))?;
-                let registry = shared.registry.read();
-                if registry.closed {
-                    return Err(Error::Closed);
-                }
-                registry.resolve(topic)
-            }
-            Lookup::Closed => {
-                validate_topic(topic).map_err(|reason| invalid_topic(topic, reason))?;
-                return Err(Error::Closed);
-            }
-        };
-        shared.totals.record_publish();
+        let route = shared.route(topic)?;
+        // Counted before delivery, so a publish that waits on a full queue shows in the stats
+        // while it waits.
+        shared.totals.add(Delta {
+            published: 1,
+            ..Delta::default()
+        });
         let Some(route) = route else {
             return Ok(PublishReport::default());
         };
@@ -589,7 +583,7 @@ impl<T: Clone + Send + 'static> Shared<T> {
         let key: Arc<str> = Arc::from(key);
         let state = Arc::new(SubscriberState::new());
         let retired = {
-            let mut registry = self.registry.write();
+            let mut registry = self.registry_mut();
             if registry.closed {
                 return Err(Error::Closed);
             }
@@ -607,6 +601,57 @@ impl<T: Clone + Send + 'static> Shared<T> {
         };
         drop(retired);
         Ok((key, id, state))
+    }
+
+    /// What a publish to `topic` reaches (`None`: nobody), or why it cannot be published.
+    ///
+    /// Most publishes are settled by this thread's route memo (`route_memo.rs`): no lock, no
+    /// hash. Otherwise one read lock and one hash lookup settle most: a topic the registry
+    /// knows is valid skips validation (most publishes go to topics that have subscribers),
+    /// and one it does not know is validated outside the lock. Either way the route is a
+    /// snapshot: the lock is released before anything is sent.
+    fn route(&self, topic: &str) -> Result<Option<Arc<Route<T>>>, Error> {
+        // `Relaxed`: see `route_memo.rs`.
+        let generation = self.generation.0.load(Ordering::Relaxed);
+        if let Some(route) = route_memo::recall(self.id, generation, topic) {
+            return Ok(route);
+        }
+        let (lookup, generation) = {
+            let registry = self.registry.read();
+            // Stable while we hold the read lock: only writers bump it.
+            (
+                registry.lookup(topic),
+                self.generation.0.load(Ordering::Relaxed),
+            )
+        };
+        let route = match lookup {
+            Lookup::Found(route) => route,
+            // No wildcard subscription and no such key when we looked: a valid topic reaches
+            // nobody, as if the publish had happened at that lookup. Validating it is all that
+            // is left; no second lock or lookup.
+            Lookup::NotFound => {
+                validate_topic(topic).map_err(|reason| invalid_topic(topic, reason))?;
+                None
+            }
+            Lookup::Unresolved => {
+                validate_topic(topic).map_err(|reason| invalid_topic(topic, reason))?;
+                let registry = self.registry.read();
+                if registry.closed {
+                    return Err(Error::Closed);
+                }
+                let route = registry.resolve(topic);
+                let generation = self.generation.0.load(Ordering::Relaxed);
+                drop(registry);
+                route_memo::remember(self.id, generation, topic, route.as_ref());
+                return Ok(route);
+            }
+            Lookup::Closed => {
+                validate_topic(topic).map_err(|reason| invalid_topic(topic, reason))?;
+                return Err(Error::Closed);
+            }
+        };
+        route_memo::remember(self.id, generation, topic, route.as_ref());
+        Ok(route)
     }
 
     /// Delivers one message along a route, inline or over the pool, and does the
@@ -631,14 +676,22 @@ impl<T: Clone + Send + 'static> Shared<T> {
         };
         let outcome = self.deliver_along(route, msg, context);
         for counters in route.counters.iter() {
-            counters.record_publish();
+            counters.add(Delta {
+                published: 1,
+                ..Delta::default()
+            });
         }
-        self.totals.record_outcome(&outcome);
+        self.totals.add(Delta {
+            delivered: outcome.delivered as u64,
+            dropped: outcome.dropped as u64,
+            displaced: outcome.displaced as u64,
+            ..Delta::default()
+        });
         let mut evicted = 0;
         for (key, id) in &outcome.evicted {
             // `evict` already marked it `Evicted`, so no send enters its queue any more;
             // removing it from the registry is what spares later publishes any cost for it.
-            let retired = self.registry.write().remove(key, *id);
+            let retired = self.registry_mut().remove(key, *id);
             if let Some(route) = retired.as_ref().and_then(|r| r.route.as_ref()) {
                 route.key_counters().record_evicted();
                 self.totals.record_evicted();
@@ -677,13 +730,23 @@ impl<T: Clone + Send + 'static> Shared<T> {
 }
 
 impl<T> Shared<T> {
+    /// The registry, for a change: bumps the generation, which invalidates every thread's
+    /// route memo of this broker. Every write to the registry goes through here.
+    fn registry_mut(&self) -> RwLockWriteGuard<'_, Registry<T>> {
+        let registry = self.registry.write();
+        // Under the write lock, so that a reader holding the read lock sees a stable value.
+        // `Relaxed`: see `route_memo.rs`.
+        self.generation.0.fetch_add(1, Ordering::Relaxed);
+        registry
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.registry.read().closed
     }
 
     /// Removes subscriber `id` from `topic`, if it is still there.
     pub(crate) fn unsubscribe(&self, topic: &str, id: u64) {
-        let retired: Option<Retired<T>> = self.registry.write().remove(topic, id);
+        let retired: Option<Retired<T>> = self.registry_mut().remove(topic, id);
         // Dropped outside the lock: it may hold the queue's last sender, and dropping that
         // wakes the receiver.
         drop(retired);
@@ -691,7 +754,7 @@ impl<T> Shared<T> {
 
     fn close(&self) {
         let lists = {
-            let mut registry = self.registry.write();
+            let mut registry = self.registry_mut();
             if registry.closed {
                 None
             } else {
@@ -748,10 +811,7 @@ impl<T> fmt::Debug for Broker<T> {
             .field("closed", &registry.closed)
             .field("topics", &registry.key_count())
             .field("subscribers", &registry.subscriber_count())
-            .field(
-                "published",
-                &shared.totals.published.load(Ordering::Relaxed),
-            )
+            .field("published", &shared.totals.published())
             .finish_non_exhaustive()
     }
 }

@@ -38,7 +38,7 @@ use crossbeam_channel::{Receiver, Select};
 use crate::config::Overflow;
 use crate::grace::Section;
 use crate::registry::Group;
-use crate::stats::Counters;
+use crate::stats::{Counters, Delta};
 use crate::subscriber::{Attempt, Origin, Subscriber};
 
 /// What one publish carries into delivery besides the message.
@@ -191,7 +191,7 @@ struct Waiting<'a, T> {
 }
 
 /// Per-key counters, added up locally and written once per run of subscribers sharing a key,
-/// so a fan-out to 1000 subscribers of one topic does three atomic adds, not 3000. Subscribers
+/// so a fan-out to 1000 subscribers of one topic adds to its counters once, not 1000 times. Subscribers
 /// of one key are contiguous in every route, so runs are long.
 #[derive(Default)]
 struct Tally<'a> {
@@ -216,16 +216,12 @@ impl<'a> Tally<'a> {
         let Some(counters) = self.counters else {
             return;
         };
-        for (counter, amount) in [
-            (&counters.delivered, &mut self.delivered),
-            (&counters.dropped, &mut self.dropped),
-            (&counters.displaced, &mut self.displaced),
-        ] {
-            if *amount > 0 {
-                // `Relaxed`: statistics, see `stats.rs`.
-                counter.fetch_add(std::mem::take(amount), Ordering::Relaxed);
-            }
-        }
+        counters.add(Delta {
+            delivered: std::mem::take(&mut self.delivered),
+            dropped: std::mem::take(&mut self.dropped),
+            displaced: std::mem::take(&mut self.displaced),
+            ..Delta::default()
+        });
     }
 }
 

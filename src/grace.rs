@@ -79,10 +79,10 @@ use parking_lot::Mutex;
 const SLOTS: usize = 32;
 
 /// A value alone on its cache line (128 bytes: x86's adjacent-line prefetch pairs 64-byte
-/// lines, and some ARM cores have 128-byte lines), so that the threads of one slot do not slow
-/// down those of its neighbours.
+/// lines, and some ARM cores have 128-byte lines), so that writes to its neighbours do not slow
+/// down its readers: here, the threads of one slot and those of the next.
 #[repr(align(128))]
-struct CacheLine<T>(T);
+pub(crate) struct CacheLine<T>(pub(crate) T);
 
 /// The section counters of the threads assigned to one slot, one per epoch parity.
 type Slot = CacheLine<[AtomicUsize; 2]>;

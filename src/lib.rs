@@ -46,7 +46,9 @@
 //!
 //! Routing stays cheap: with no wildcard subscription, a publish is one hash lookup; with
 //! some, the subscribers of each published topic are resolved once through a token trie and
-//! cached (at most 4096 topics; any change to the subscriptions empties the cache).
+//! cached (at most 4096 topics; any change to the subscriptions empties the cache). A thread
+//! that publishes to the same topic again, with no subscription change in between, skips even
+//! the lookup.
 //!
 //! # Queue groups
 //!
@@ -219,6 +221,7 @@ mod dispatch;
 mod error;
 mod grace;
 mod registry;
+mod route_memo;
 mod stats;
 mod subscriber;
 mod subscription;

@@ -621,3 +621,73 @@ fn hundred_topics_one_subscriber_each_get_exactly_their_message() {
     broker.close();
     assert_eq!(broker.subscribe("topic.0").unwrap_err(), Error::Closed);
 }
+
+/// A thread that publishes to one topic again and again goes through its route memo, not the
+/// registry: every change to the table in between must still show in the very next publish.
+#[test]
+fn repeated_publishes_from_one_thread_see_every_subscribe_and_unsubscribe() {
+    let broker = Broker::new();
+    assert_eq!(broker.publish("memo.topic", 0).unwrap().routed(), 0);
+    let first = broker.subscribe("memo.topic").unwrap();
+    assert_eq!(broker.publish("memo.topic", 1).unwrap().delivered, 1);
+    let second = broker.subscribe("memo.topic").unwrap();
+    assert_eq!(broker.publish("memo.topic", 2).unwrap().delivered, 2);
+    assert_eq!(first.unsubscribe(), vec![1, 2]);
+    assert_eq!(broker.publish("memo.topic", 3).unwrap().delivered, 1);
+    // A wildcard subscription changes what the same topic reaches, too.
+    let wildcard = broker.subscribe("memo.*").unwrap();
+    assert_eq!(broker.publish("memo.topic", 4).unwrap().delivered, 2);
+    drop(second);
+    assert_eq!(broker.publish("memo.topic", 5).unwrap().delivered, 1);
+    assert_eq!(wildcard.try_iter().collect::<Vec<_>>(), vec![4, 5]);
+    drop(wildcard);
+    assert_eq!(broker.publish("memo.topic", 6).unwrap().routed(), 0);
+    broker.close();
+    assert_eq!(broker.publish("memo.topic", 7), Err(Error::Closed));
+    assert_eq!(broker.stats().published, 7);
+}
+
+/// Two brokers, one topic, alternate publishes from one thread: each publish reaches its own
+/// broker's subscribers only, whatever the thread last published to.
+#[test]
+fn alternating_brokers_on_one_thread_reach_their_own_subscribers() {
+    let (left, right) = (Broker::new(), Broker::new());
+    let left_sub = left.subscribe("same.topic").unwrap();
+    // As many subscribes on each broker, so that nothing but the broker itself tells their
+    // tables apart.
+    let _left_other = left.subscribe("other.place").unwrap();
+    let right_subs = [
+        right.subscribe("same.topic").unwrap(),
+        right.subscribe("same.topic").unwrap(),
+    ];
+    for i in 0..10 {
+        assert_eq!(left.publish("same.topic", i).unwrap().delivered, 1);
+        assert_eq!(right.publish("same.topic", i).unwrap().delivered, 2);
+        // A valid topic nobody subscribes to, in between, on the same thread.
+        assert_eq!(left.publish("other.topic", i).unwrap().routed(), 0);
+    }
+    assert_eq!(left_sub.try_iter().count(), 10);
+    for sub in &right_subs {
+        assert_eq!(sub.try_iter().count(), 10);
+    }
+}
+
+/// What a thread remembers of its last publish must not keep a queue connected: after
+/// `close`, a subscription drains and ends even though the publishing thread lives on and
+/// published to it last.
+#[test]
+fn a_publishing_thread_does_not_keep_a_closed_subscription_open() {
+    let broker = Broker::new();
+    let sub = broker.subscribe("memo.close").unwrap();
+    broker.publish("memo.close", 1).unwrap();
+    broker.publish("memo.close", 2).unwrap();
+    broker.close();
+    let deadline = std::time::Duration::from_secs(30);
+    assert_eq!(sub.recv_timeout(deadline), Ok(1));
+    assert_eq!(sub.recv_timeout(deadline), Ok(2));
+    // Without the weak reference this would wait out the whole deadline and time out.
+    assert_eq!(
+        sub.recv_timeout(deadline),
+        Err(syncmq::RecvTimeoutError::Closed)
+    );
+}
