@@ -336,6 +336,48 @@ pub enum RecvTimeoutError {
     Evicted,
 }
 
+impl RecvError {
+    /// Returns `true` if the subscription has ended because the broker closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncmq::Broker;
+    ///
+    /// let broker = Broker::<u32>::new();
+    /// let sub = broker.subscribe("events")?;
+    /// broker.close();
+    /// let err = sub.recv().unwrap_err();
+    /// assert!(err.is_closed());
+    /// assert!(!err.is_evicted());
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        matches!(self, RecvError::Closed)
+    }
+
+    /// Returns `true` if the subscription has ended because it was evicted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use syncmq::{Broker, Overflow};
+    ///
+    /// let broker = Broker::builder().capacity(1).overflow(Overflow::Drop).evict_after(1).build();
+    /// let sub = broker.subscribe("prices")?;
+    /// broker.publish("prices", 1)?;
+    /// broker.publish("prices", 2)?; // the queue is full: a miss, and `sub` is evicted
+    /// assert_eq!(sub.recv(), Ok(1));
+    /// let err = sub.recv().unwrap_err();
+    /// assert!(err.is_evicted());
+    /// assert!(!err.is_closed());
+    /// # Ok::<(), syncmq::Error>(())
+    /// ```
+    pub fn is_evicted(&self) -> bool {
+        matches!(self, RecvError::Evicted)
+    }
+}
+
 impl TryRecvError {
     /// Returns `true` if the queue was only empty for now.
     pub fn is_empty(&self) -> bool {

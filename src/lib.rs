@@ -250,3 +250,9 @@ pub use crate::topic::{MAX_TOPIC_LEN, pattern_matches, validate_pattern, validat
 /// so that implementing [`Codec`] needs no extra dependency.
 #[cfg(feature = "nats")]
 pub use bytes::Bytes;
+
+/// The README's code blocks, compiled and run by `cargo test --doc` so they keep up with the
+/// API. Exists only when rustdoc collects doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

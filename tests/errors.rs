@@ -174,6 +174,21 @@ fn is_helpers_name_the_variant() {
 }
 
 #[test]
+fn recv_error_helpers_name_the_variant() {
+    assert!(RecvError::Closed.is_closed());
+    assert!(!RecvError::Closed.is_evicted());
+    assert!(RecvError::Evicted.is_evicted());
+    assert!(!RecvError::Evicted.is_closed());
+    // Each helper agrees with the same helper of the wider errors the variant converts into.
+    for err in [RecvError::Closed, RecvError::Evicted] {
+        assert_eq!(err.is_closed(), TryRecvError::from(err).is_closed());
+        assert_eq!(err.is_evicted(), TryRecvError::from(err).is_evicted());
+        assert_eq!(err.is_closed(), RecvTimeoutError::from(err).is_closed());
+        assert_eq!(err.is_evicted(), RecvTimeoutError::from(err).is_evicted());
+    }
+}
+
+#[test]
 fn receive_errors_say_empty_timeout_then_closed() {
     let broker = Broker::<u8>::new();
     let sub = broker.subscribe("t").unwrap();
