@@ -5,9 +5,10 @@
 //! reference-counted [`Route`]: its plain subscribers, its queue groups and its counters.
 //! Subscribing or unsubscribing builds a new route (copy-on-write) under the registry's write
 //! lock; a publish clones the `Arc` of the route it needs under the read lock and releases the
-//! lock before it sends anything. So a publish never holds a lock while it waits, and a
-//! concurrent subscribe or unsubscribe never sees a half-updated list: it lands entirely
-//! before or after.
+//! lock before it sends anything (or upgrades its thread's memo of that `Arc`, without the
+//! lock, while the table has not changed: `route_memo.rs`). So a publish never holds a lock
+//! while it waits, and a concurrent subscribe or unsubscribe never sees a half-updated list:
+//! it lands entirely before or after.
 //!
 //! # Resolving a published topic
 //!
