@@ -34,12 +34,15 @@
 //! `publish/enqueue` shape instead (the publishing thread's own cost, no wake-ups), and
 //! `SYNCMQ_BENCH_SWEEP=all` both.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::{CHUNK, Sink, join_consumers, spawn_consumer, timed_chunks};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use crossbeam_channel::{Receiver, Sender};
 use syncmq::{Broker, BrokerBuilder, DEFAULT_CAPACITY, DEFAULT_SEND_TIMEOUT, Overflow};
@@ -52,9 +55,6 @@ const TOPIC: &str = "bench.orders.created";
 
 /// Byte 0 of the last message of a timed batch; every other message has 0 there.
 const LAST: u8 = 1;
-
-/// Stack size of consumer threads: they only loop over `recv`. Keeps 1000s of them cheap.
-const CONSUMER_STACK: usize = 64 * 1024;
 
 fn payload(first_byte: u8) -> Payload {
     let mut bytes = [0u8; 64];
@@ -77,17 +77,10 @@ impl Acks {
     }
 }
 
-/// How a fan-out fixture publishes.
-enum Sink {
-    /// Through a broker with one topic and N subscribers.
-    Syncmq(Broker<Payload>),
-    /// By sending to N channels itself, in order.
-    Crossbeam(Vec<Sender<Payload>>),
-}
-
 /// N consumer threads draining as fast as they can, spawned once, reused by every iteration.
 struct Fanout {
-    sink: Sink,
+    /// A broker with one topic and N subscribers, or N channels.
+    sink: Sink<Payload>,
     subscribers: usize,
     acks: Arc<Acks>,
     done: Receiver<()>,
@@ -144,7 +137,7 @@ impl Fanout {
     }
 
     fn new(
-        sink: Sink,
+        sink: Sink<Payload>,
         subscribers: usize,
         acks: Arc<Acks>,
         done: Receiver<()>,
@@ -208,22 +201,9 @@ impl Fanout {
 
 impl Drop for Fanout {
     fn drop(&mut self) {
-        match &mut self.sink {
-            Sink::Syncmq(broker) => broker.close(),
-            Sink::Crossbeam(senders) => senders.clear(),
-        }
-        for consumer in self.consumers.drain(..) {
-            consumer.join().expect("consumer thread panicked");
-        }
+        self.sink.close();
+        join_consumers(&mut self.consumers);
     }
-}
-
-fn spawn_consumer(index: usize, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
-    thread::Builder::new()
-        .name(format!("bench-consumer-{index}"))
-        .stack_size(CONSUMER_STACK)
-        .spawn(body)
-        .expect("spawn consumer thread")
 }
 
 fn fanout_broker() -> BrokerBuilder<Payload> {
@@ -256,9 +236,6 @@ fn bench_fanout(c: &mut Criterion) {
     group.finish();
 }
 
-/// Queue bound of the `publish/enqueue` fixtures: a timed chunk of publishes never fills it.
-const ENQUEUE_CHUNK: usize = 512;
-
 /// N queues nobody is waiting on, filled by timed chunks of publishes and drained untimed:
 /// the publishing thread's own cost per delivery, with no wake-ups and no scheduling noise.
 fn bench_enqueue(c: &mut Criterion) {
@@ -284,7 +261,7 @@ fn bench_enqueue(c: &mut Criterion) {
     group.finish();
 }
 
-/// N queues of [`ENQUEUE_CHUNK`] with no thread waiting on them.
+/// N queues of [`CHUNK`] with no thread waiting on them.
 enum Enqueue {
     Syncmq {
         broker: Broker<Payload>,
@@ -301,9 +278,7 @@ impl Enqueue {
         n: usize,
         configure: impl FnOnce(BrokerBuilder<Payload>) -> BrokerBuilder<Payload>,
     ) -> Self {
-        let builder = Broker::builder()
-            .capacity(ENQUEUE_CHUNK)
-            .overflow(Overflow::Block);
+        let builder = Broker::builder().capacity(CHUNK).overflow(Overflow::Block);
         let broker = configure(builder).build();
         let subs = (0..n)
             .map(|_| broker.subscribe(TOPIC).expect("valid topic"))
@@ -313,7 +288,7 @@ impl Enqueue {
 
     fn crossbeam(n: usize) -> Self {
         let (senders, receivers) = (0..n)
-            .map(|_| crossbeam_channel::bounded::<Payload>(ENQUEUE_CHUNK))
+            .map(|_| crossbeam_channel::bounded::<Payload>(CHUNK))
             .unzip();
         Enqueue::Crossbeam { senders, receivers }
     }
@@ -324,14 +299,14 @@ impl Enqueue {
         match self {
             Enqueue::Syncmq { broker, subs } => timed_chunks(
                 iters,
-                || {
+                |_| {
                     broker.publish(TOPIC, msg.clone()).expect("open broker");
                 },
                 || subs.iter().for_each(|s| s.try_iter().for_each(drop)),
             ),
             Enqueue::Crossbeam { senders, receivers } => timed_chunks(
                 iters,
-                || {
+                |_| {
                     let (last, rest) = senders.split_last().expect("at least one channel");
                     for sender in rest {
                         sender.send(msg.clone()).expect("room");
@@ -342,24 +317,6 @@ impl Enqueue {
             ),
         }
     }
-}
-
-/// Runs `publish` `iters` times in chunks of [`ENQUEUE_CHUNK`], timing only the publishes,
-/// and runs `drain` (untimed) after each chunk.
-fn timed_chunks(iters: u64, mut publish: impl FnMut(), mut drain: impl FnMut()) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut left = iters;
-    while left > 0 {
-        let chunk = left.min(ENQUEUE_CHUNK as u64);
-        let start = Instant::now();
-        for _ in 0..chunk {
-            publish();
-        }
-        total += start.elapsed();
-        drain();
-        left -= chunk;
-    }
-    total
 }
 
 fn bench_no_subscribers(c: &mut Criterion) {
@@ -490,9 +447,7 @@ impl Drop for Stalled {
                 consumers
             }
         };
-        for consumer in consumers.drain(..) {
-            consumer.join().expect("consumer thread panicked");
-        }
+        join_consumers(consumers);
     }
 }
 
@@ -545,6 +500,7 @@ fn main() {
 
 /// The dispatch sweep: which threshold and worker count make large fan-outs fastest.
 mod sweep {
+    use super::common::median;
     use super::{DEFAULT_CAPACITY, Enqueue, Fanout, Overflow};
     use std::time::Duration;
     use syncmq::Broker;
@@ -656,11 +612,6 @@ mod sweep {
             })
             .collect();
         Some(list)
-    }
-
-    fn median(values: &mut [f64]) -> f64 {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
     }
 
     /// CPU time used by the whole process (every thread) so far, from `/proc/self/stat`, in

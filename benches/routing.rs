@@ -33,24 +33,21 @@
 //! publish and the median over rounds of its ratio to the group's first variant (the
 //! baseline) measured in the same round: on a shared, noisy machine they move together.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::{CHUNK, Sink, join_consumers, median, rounds_from_env, spawn_consumer, timed_chunks};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use crossbeam_channel::{Receiver, Sender};
 use syncmq::{Broker, Overflow, SubscribeOptions, Subscription};
 
 /// The message: a cheap-to-clone handle on a cache line of bytes.
 type Payload = Arc<[u8; 64]>;
-
-/// Queue bound of the enqueue-only fixtures: a timed chunk of publishes never fills it.
-const CHUNK: usize = 512;
-
-/// Consumer threads only loop over `recv`.
-const CONSUMER_STACK: usize = 64 * 1024;
 
 fn payload() -> Payload {
     Arc::new([0; 64])
@@ -59,24 +56,6 @@ fn payload() -> Payload {
 /// A timed workload: runs `iters` operations and returns the time they took.
 trait Workload {
     fn run(&self, iters: u64) -> Duration;
-}
-
-/// Runs `publish` `iters` times in chunks of [`CHUNK`], timing only the publishes, and runs
-/// `drain` (untimed) after each chunk.
-fn timed_chunks(iters: u64, mut publish: impl FnMut(u64), mut drain: impl FnMut()) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut done = 0;
-    while done < iters {
-        let chunk = (iters - done).min(CHUNK as u64);
-        let start = Instant::now();
-        for i in done..done + chunk {
-            publish(i);
-        }
-        total += start.elapsed();
-        drain();
-        done += chunk;
-    }
-    total
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -261,16 +240,9 @@ impl Received {
     }
 }
 
-/// How the queue-group fixtures publish.
-enum Sink {
-    Syncmq(Broker<Payload>),
-    /// Send to each channel in turn (one channel: a work queue).
-    Crossbeam(Vec<Sender<Payload>>),
-}
-
 /// One publisher, 4 consumers on their own threads.
 struct Consumers {
-    sink: Sink,
+    sink: Sink<Payload>,
     /// Deliveries per message: 1 for a group or a work queue, 4 for fan-out.
     per_message: u64,
     received: Arc<Received>,
@@ -297,13 +269,6 @@ impl Consumers {
             target: AtomicU64::new(u64::MAX),
             done: done_tx,
         });
-        let spawn = |i: usize, body: Box<dyn FnOnce() + Send>| {
-            thread::Builder::new()
-                .name(format!("bench-consumer-{i}"))
-                .stack_size(CONSUMER_STACK)
-                .spawn(body)
-                .expect("spawn consumer")
-        };
         let (sink, per_message, threads) = match shape {
             GroupShape::SyncmqGroup | GroupShape::SyncmqPlain => {
                 let broker = Broker::<Payload>::builder()
@@ -318,7 +283,7 @@ impl Consumers {
                         }
                         .expect("valid topic");
                         let received = received.clone();
-                        spawn(i, Box::new(move || sub.iter().for_each(|_| received.one())))
+                        spawn_consumer(i, move || sub.iter().for_each(|_| received.one()))
                     })
                     .collect();
                 let per_message = if shape == GroupShape::SyncmqGroup {
@@ -334,10 +299,7 @@ impl Consumers {
                     .map(|i| {
                         let receiver = receiver.clone();
                         let received = received.clone();
-                        spawn(
-                            i,
-                            Box::new(move || receiver.iter().for_each(|_| received.one())),
-                        )
+                        spawn_consumer(i, move || receiver.iter().for_each(|_| received.one()))
                     })
                     .collect();
                 (Sink::Crossbeam(vec![sender]), 1, threads)
@@ -349,10 +311,7 @@ impl Consumers {
                         let (sender, receiver) = crossbeam_channel::bounded::<Payload>(64);
                         senders.push(sender);
                         let received = received.clone();
-                        spawn(
-                            i,
-                            Box::new(move || receiver.iter().for_each(|_| received.one())),
-                        )
+                        spawn_consumer(i, move || receiver.iter().for_each(|_| received.one()))
                     })
                     .collect();
                 (Sink::Crossbeam(senders), CONSUMERS as u64, threads)
@@ -404,13 +363,8 @@ impl Workload for Consumers {
 
 impl Drop for Consumers {
     fn drop(&mut self) {
-        match &mut self.sink {
-            Sink::Syncmq(broker) => broker.close(),
-            Sink::Crossbeam(senders) => senders.clear(),
-        }
-        for thread in self.threads.drain(..) {
-            thread.join().expect("consumer panicked");
-        }
+        self.sink.close();
+        join_consumers(&mut self.threads);
     }
 }
 
@@ -513,11 +467,6 @@ fn bench_groups(c: &mut Criterion) {
     }
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn human(secs: f64) -> String {
     if secs >= 1e-6 {
         format!("{:.2} µs", secs * 1e6)
@@ -571,11 +520,8 @@ fn rounds(rounds: usize) {
 }
 
 fn main() {
-    if let Some(n) = std::env::var("SYNCMQ_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        rounds(n.max(1));
+    if let Some(n) = rounds_from_env() {
+        rounds(n);
         return;
     }
     let mut c = Criterion::default().configure_from_args();

@@ -19,11 +19,14 @@
 //! same round: on a shared, noisy machine the baseline and the variants move together. It also
 //! prints what the eviction itself cost (the publishes before it).
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::{join_consumers, median, rounds_from_env, spawn_consumer};
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use crossbeam_channel::{Receiver, Sender};
 use syncmq::{Broker, DEFAULT_CAPACITY, DEFAULT_SEND_TIMEOUT, Overflow, Subscription};
@@ -33,21 +36,11 @@ type Payload = Arc<[u8; 64]>;
 
 const TOPIC: &str = "bench.prices";
 const FAST: usize = 10;
-/// Consumer threads only loop over `recv`.
-const CONSUMER_STACK: usize = 64 * 1024;
 /// Misses after which the evicting variant removes the stalled subscriber.
 const EVICT_AFTER: u32 = 3;
 
 fn payload() -> Payload {
     Arc::new([0; 64])
-}
-
-fn spawn_consumer(index: usize, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
-    thread::Builder::new()
-        .name(format!("bench-consumer-{index}"))
-        .stack_size(CONSUMER_STACK)
-        .spawn(body)
-        .expect("spawn consumer thread")
 }
 
 /// The shapes measured.
@@ -212,9 +205,7 @@ impl Drop for Fixture {
                 consumers
             }
         };
-        for consumer in consumers.drain(..) {
-            consumer.join().expect("consumer thread panicked");
-        }
+        join_consumers(consumers);
     }
 }
 
@@ -249,11 +240,6 @@ fn bench_publish(c: &mut Criterion) {
         drop(fixture);
     }
     group.finish();
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// The interleaved mode: every variant in every round, medians of per-round ratios.
@@ -322,11 +308,8 @@ fn human(secs: f64) -> String {
 }
 
 fn main() {
-    if let Some(n) = std::env::var("SYNCMQ_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        rounds(n.max(1));
+    if let Some(n) = rounds_from_env() {
+        rounds(n);
         return;
     }
     let mut c = Criterion::default().configure_from_args();

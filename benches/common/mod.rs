@@ -1,0 +1,100 @@
+//! Helpers shared by the `publish`, `routing` and `slow_consumers` benchmarks (`mod common;`).
+//!
+//! Each bench compiles its own copy of this module and uses only part of it, so the items that
+//! some of them do not use carry `#[allow(dead_code)]`, with the benches that use them as reason.
+//! Workloads, baselines and reports stay in the benches: only plumbing that is identical
+//! everywhere lives here.
+
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use syncmq::Broker;
+
+/// Stack size of consumer threads: they only loop over `recv`. Keeps 1000s of them cheap.
+const CONSUMER_STACK: usize = 64 * 1024;
+
+/// Publishes per timed chunk of [`timed_chunks`], and so the queue bound of the enqueue-only
+/// fixtures: a timed chunk never fills their queues.
+#[allow(dead_code, reason = "used by the publish and routing benches only")]
+pub(crate) const CHUNK: usize = 512;
+
+/// Spawns consumer thread `index` (named `bench-consumer-{index}`, small stack) running `body`.
+pub(crate) fn spawn_consumer(index: usize, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    thread::Builder::new()
+        .name(format!("bench-consumer-{index}"))
+        .stack_size(CONSUMER_STACK)
+        .spawn(body)
+        .expect("spawn consumer thread")
+}
+
+/// Joins every consumer thread, leaving `consumers` empty. Call it once their queues are closed
+/// (broker closed, senders dropped), or it waits forever.
+pub(crate) fn join_consumers(consumers: &mut Vec<JoinHandle<()>>) {
+    for consumer in consumers.drain(..) {
+        consumer.join().expect("consumer thread panicked");
+    }
+}
+
+/// How a fixture with consumer threads publishes.
+#[allow(dead_code, reason = "used by the publish and routing benches only")]
+pub(crate) enum Sink<T> {
+    /// Through a broker, whose subscribers the consumer threads drain.
+    Syncmq(Broker<T>),
+    /// By sending to each channel itself, in turn: the raw crossbeam baseline. One channel
+    /// shared by several consumers is a work queue.
+    Crossbeam(Vec<Sender<T>>),
+}
+
+#[allow(dead_code, reason = "used by the publish and routing benches only")]
+impl<T: Clone + Send + 'static> Sink<T> {
+    /// Closes the consumers' queues: they drain what is left and their threads end.
+    pub(crate) fn close(&mut self) {
+        match self {
+            Sink::Syncmq(broker) => broker.close(),
+            Sink::Crossbeam(senders) => senders.clear(),
+        }
+    }
+}
+
+/// Runs `publish` `iters` times, passing the index (`0..iters`), in chunks of [`CHUNK`], timing
+/// only the publishes, and runs `drain` (untimed) after each chunk.
+#[allow(dead_code, reason = "used by the publish and routing benches only")]
+pub(crate) fn timed_chunks(
+    iters: u64,
+    mut publish: impl FnMut(u64),
+    mut drain: impl FnMut(),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let chunk = (iters - done).min(CHUNK as u64);
+        let start = Instant::now();
+        for i in done..done + chunk {
+            publish(i);
+        }
+        total += start.elapsed();
+        drain();
+        done += chunk;
+    }
+    total
+}
+
+/// `SYNCMQ_BENCH_ROUNDS`, when it parses as a number: how many interleaved rounds to run instead
+/// of the criterion groups (at least 1). `None`, so the criterion groups run, otherwise.
+#[allow(
+    dead_code,
+    reason = "used by the routing and slow_consumers benches only"
+)]
+pub(crate) fn rounds_from_env() -> Option<usize> {
+    std::env::var("SYNCMQ_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map(|n| n.max(1))
+}
+
+/// The median of `values`, which it sorts (the upper one of an even count).
+pub(crate) fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
