@@ -382,6 +382,51 @@ impl<'a, T: Clone> Run<'a, '_, T> {
         }
     }
 
+    /// Phase 2's retry of waiting send `i`, without waiting: settles it if its queue has room
+    /// (or its subscriber left), and then removes it from `select`. A group send whose member
+    /// left is offered to the other members, and may become a new waiting send.
+    fn retry<'s>(
+        &mut self,
+        waiting: &mut Vec<Waiting<'a, T>>,
+        i: usize,
+        select: &mut Select<'s>,
+        unsettled: &mut usize,
+        section: &Section,
+    ) where
+        'a: 's,
+    {
+        let entry = &mut waiting[i];
+        let Some(msg) = entry.msg.take() else {
+            return; // Settled already.
+        };
+        // `subscriber` and `group` borrow the caller's subscriber list, not `waiting`, so the
+        // select may hold them while `waiting` grows.
+        let (subscriber, group) = (entry.subscriber, entry.group);
+        // A ready operation only says the send would not block *now*; another publisher may
+        // take the free slot first, so this can still find the queue full.
+        match subscriber.try_deliver(msg, self.context.topic, section) {
+            Attempt::Delivered => self.delivered(subscriber, group.is_some(), false),
+            Attempt::Gone(msg) => match group {
+                // A group member left while we waited on it: the group's other members get
+                // their chance, and possibly a wait of their own.
+                Some(group) => {
+                    if let Some(next) = self.offer_members(group, msg, section) {
+                        next.subscriber.register_send(select);
+                        waiting.push(next);
+                        *unsettled += 1;
+                    }
+                }
+                None => self.gone(subscriber),
+            },
+            Attempt::Full(msg) => {
+                waiting[i].msg = Some(msg);
+                return;
+            }
+        }
+        select.remove(i + 1);
+        *unsettled -= 1;
+    }
+
     /// Phase 2: waits on every full queue at once until each one has room, passes its
     /// deadline, or the broker closes.
     #[cold]
@@ -420,36 +465,25 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                     return;
                 }
                 Some(index) => {
-                    let entry = &mut waiting[index - 1];
-                    let Some(msg) = entry.msg.take() else {
-                        continue;
-                    };
-                    // `ready` only says the send would not block *now*; another publisher may
-                    // take the free slot first, so this can still find the queue full.
-                    let (subscriber, group) = (entry.subscriber, entry.group);
-                    // A section for this retry only: never held while the select waits.
+                    // A section for these retries only: never held while the select waits.
                     let section = Section::enter();
-                    match subscriber.try_deliver(msg, self.context.topic, &section) {
-                        Attempt::Delivered => self.delivered(subscriber, group.is_some(), false),
-                        Attempt::Gone(msg) => match group {
-                            // A group member left while we waited on it: the group's other
-                            // members get their chance, and possibly a wait of their own.
-                            Some(group) => {
-                                if let Some(next) = self.offer_members(group, msg, &section) {
-                                    next.subscriber.register_send(&mut select);
-                                    waiting.push(next);
-                                    unsettled += 1;
-                                }
-                            }
-                            None => self.gone(subscriber),
-                        },
-                        Attempt::Full(msg) => {
-                            entry.msg = Some(msg);
-                            continue;
+                    self.retry(
+                        &mut waiting,
+                        index - 1,
+                        &mut select,
+                        &mut unsettled,
+                        &section,
+                    );
+                    // Other queues often have room by now too: a wake-up takes microseconds,
+                    // in which their consumers may have run. Each trip through the select costs
+                    // at least a pass over every queue still waited on (and a registration
+                    // with each, if none is ready), so settle every queue that can be settled
+                    // per trip, not one.
+                    for other in 0..waiting.len() {
+                        if other != index - 1 {
+                            self.retry(&mut waiting, other, &mut select, &mut unsettled, &section);
                         }
                     }
-                    select.remove(index);
-                    unsettled -= 1;
                 }
                 None => {
                     // A deadline passed: drop every send whose deadline is due.

@@ -268,6 +268,65 @@ fn block_waits_until_consumer_makes_room() {
     assert_eq!(sub.dropped(), 0);
 }
 
+/// A publish waiting on many full queues at once, some plain and one a queue group's, while
+/// they drain in any order and several at a time: each gets the message exactly once, and the
+/// report and counters add up. (Phase 2 settles every queue with room per wake-up.)
+#[test]
+fn a_publish_waiting_on_many_full_queues_delivers_to_each_as_they_drain() {
+    const FULL: usize = 200;
+    let broker = broker_with(Overflow::Block);
+    let subs: Vec<_> = (0..FULL)
+        .map(|_| broker.subscribe("many.x").unwrap())
+        .collect();
+    assert_eq!(broker.publish("many.x", 0).unwrap().delivered, FULL);
+    let members = [
+        broker.subscribe_group("many.*", "g").unwrap(),
+        broker.subscribe_group("many.*", "g").unwrap(),
+    ];
+    // Fill both members' queues through a topic the plain subscribers do not hear: the
+    // group's message goes to one member (with room) per publish.
+    broker.publish("many.y", 0).unwrap();
+    broker.publish("many.y", 0).unwrap();
+    assert!(members.iter().all(|m| m.len() == 1));
+    let published_before = broker.stats().published;
+
+    let done = publish_in_background(&broker, "many.x", 1);
+    // Every queue is full: the publish cannot finish.
+    assert!(done.recv_timeout(Duration::from_millis(50)).is_err());
+    // Drain from the back, then the group, then the front half two threads at once.
+    let (front, back) = subs.split_at(FULL / 2);
+    for sub in back.iter().rev() {
+        assert_eq!(sub.recv_timeout(GUARD), Ok(0));
+    }
+    for member in &members {
+        assert_eq!(member.recv_timeout(GUARD), Ok(0));
+    }
+    let (left, right) = front.split_at(FULL / 4);
+    thread::scope(|scope| {
+        for half in [left, right] {
+            scope.spawn(move || {
+                for sub in half {
+                    assert_eq!(sub.recv_timeout(GUARD), Ok(0));
+                }
+            });
+        }
+    });
+    let (report, _) = done.recv_timeout(GUARD).expect("publish still blocked");
+    assert_eq!(
+        (report.delivered, report.dropped, report.groups),
+        (FULL + 1, 0, 1)
+    );
+    for sub in &subs {
+        assert_eq!(sub.try_iter().collect::<Vec<_>>(), [1]);
+        assert_eq!(sub.dropped(), 0);
+    }
+    let group_got: Vec<u32> = members.iter().flat_map(|m| m.try_iter()).collect();
+    assert_eq!(group_got, [1]);
+    let stats = broker.stats();
+    assert_eq!(stats.published, published_before + 1);
+    assert_eq!(stats.dropped, 0);
+}
+
 #[test]
 fn timeout_delivers_when_room_appears_before_deadline() {
     let timeout = Duration::from_secs(30);

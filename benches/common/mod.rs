@@ -1,4 +1,5 @@
-//! Helpers shared by the `publish`, `routing` and `slow_consumers` benchmarks (`mod common;`).
+//! Helpers shared by the `publish`, `routing`, `slow_consumers` and `full_queues` benchmarks
+//! (`mod common;`).
 //!
 //! Each bench compiles its own copy of this module and uses only part of it, so the items that
 //! some of them do not use carry `#[allow(dead_code)]`, with the benches that use them as reason.
@@ -12,6 +13,10 @@ use crossbeam_channel::Sender;
 use syncmq::Broker;
 
 /// Stack size of consumer threads: they only loop over `recv`. Keeps 1000s of them cheap.
+#[allow(
+    dead_code,
+    reason = "used by the publish, routing and slow_consumers benches only"
+)]
 const CONSUMER_STACK: usize = 64 * 1024;
 
 /// Publishes per timed chunk of [`timed_chunks`], and so the queue bound of the enqueue-only
@@ -20,6 +25,10 @@ const CONSUMER_STACK: usize = 64 * 1024;
 pub(crate) const CHUNK: usize = 512;
 
 /// Spawns consumer thread `index` (named `bench-consumer-{index}`, small stack) running `body`.
+#[allow(
+    dead_code,
+    reason = "used by the publish, routing and slow_consumers benches only"
+)]
 pub(crate) fn spawn_consumer(index: usize, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
     thread::Builder::new()
         .name(format!("bench-consumer-{index}"))
@@ -30,6 +39,10 @@ pub(crate) fn spawn_consumer(index: usize, body: impl FnOnce() + Send + 'static)
 
 /// Joins every consumer thread, leaving `consumers` empty. Call it once their queues are closed
 /// (broker closed, senders dropped), or it waits forever.
+#[allow(
+    dead_code,
+    reason = "used by the publish, routing and slow_consumers benches only"
+)]
 pub(crate) fn join_consumers(consumers: &mut Vec<JoinHandle<()>>) {
     for consumer in consumers.drain(..) {
         consumer.join().expect("consumer thread panicked");
@@ -84,7 +97,7 @@ pub(crate) fn timed_chunks(
 /// of the criterion groups (at least 1). `None`, so the criterion groups run, otherwise.
 #[allow(
     dead_code,
-    reason = "used by the routing and slow_consumers benches only"
+    reason = "used by the routing, slow_consumers and full_queues benches only"
 )]
 pub(crate) fn rounds_from_env() -> Option<usize> {
     std::env::var("SYNCMQ_BENCH_ROUNDS")
