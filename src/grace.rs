@@ -110,32 +110,41 @@ static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 /// No slot assigned yet.
 const UNASSIGNED: usize = usize::MAX;
 
-thread_local! {
+/// What a thread knows of its own sections. One thread-local, so a section's entry and exit
+/// each reach it once.
+struct ThreadSections {
     /// This thread's slot, or `UNASSIGNED`.
-    static THIS_SLOT: Cell<usize> = const { Cell::new(UNASSIGNED) };
-    /// The sections this thread holds, per parity: what it skips when it waits itself.
-    static HELD: Cell<[usize; 2]> = const { Cell::new([0, 0]) };
+    slot: Cell<usize>,
+    /// The sections this thread holds, per parity: what it skips when it waits itself. Two
+    /// cells, not a `Cell<[usize; 2]>`: updating one count of a copied-out pair cost a
+    /// store-forwarding stall, a third of a section's entry.
+    held: [Cell<usize>; 2],
 }
 
-/// This thread's slot, assigned on first use.
-fn this_slot() -> usize {
-    THIS_SLOT.with(|slot| {
-        let mut index = slot.get();
+thread_local! {
+    static THIS_THREAD: ThreadSections = const {
+        ThreadSections {
+            slot: Cell::new(UNASSIGNED),
+            held: [Cell::new(0), Cell::new(0)],
+        }
+    };
+}
+
+impl ThreadSections {
+    /// This thread's slot, assigned on first use.
+    fn slot(&self) -> usize {
+        let mut index = self.slot.get();
         if index == UNASSIGNED {
             // `Relaxed`: only spreads threads over slots; any assignment is correct.
             index = NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % SLOTS;
-            slot.set(index);
+            self.slot.set(index);
         }
         index
-    })
-}
+    }
 
-fn add_held(parity: usize, delta: isize) {
-    HELD.with(|held| {
-        let mut counts = held.get();
-        counts[parity] = counts[parity].wrapping_add_signed(delta);
-        held.set(counts);
-    });
+    fn held(&self) -> [usize; 2] {
+        [self.held[0].get(), self.held[1].get()]
+    }
 }
 
 /// Proof that the current thread is inside a send section: functions that send into a
@@ -150,22 +159,27 @@ pub(crate) struct Section {
 impl Section {
     /// Enters a section. Never blocks or retries.
     pub(crate) fn enter() -> Section {
-        let slot = this_slot();
-        let parity = DOMAIN.epoch.load(Ordering::SeqCst) & 1;
-        // Before any state load of the section: see "The protocol".
-        DOMAIN.slots[slot].0[parity].fetch_add(1, Ordering::SeqCst);
-        add_held(parity, 1);
-        Section {
-            slot,
-            parity,
-            _not_send: PhantomData,
-        }
+        THIS_THREAD.with(|this| {
+            let slot = this.slot();
+            let parity = DOMAIN.epoch.load(Ordering::SeqCst) & 1;
+            // Before any state load of the section: see "The protocol".
+            DOMAIN.slots[slot].0[parity].fetch_add(1, Ordering::SeqCst);
+            this.held[parity].set(this.held[parity].get() + 1);
+            Section {
+                slot,
+                parity,
+                _not_send: PhantomData,
+            }
+        })
     }
 }
 
 impl Drop for Section {
     fn drop(&mut self) {
-        add_held(self.parity, -1);
+        THIS_THREAD.with(|this| {
+            let held = &this.held[self.parity];
+            held.set(held.get() - 1);
+        });
         // `Release`: a waiter that reads this decrement (or a later value) sees every send
         // made in the section.
         DOMAIN.slots[self.slot].0[self.parity].fetch_sub(1, Ordering::Release);
@@ -178,7 +192,7 @@ impl Drop for Section {
 /// Cost with no publish in flight: the waiter lock, two epoch increments and two scans of
 /// `SLOTS` counters.
 pub(crate) fn wait_for_sections() {
-    let own_held = HELD.with(Cell::get);
+    let (own_slot, own_held) = THIS_THREAD.with(|this| (this.slot.get(), this.held()));
     let _waiter = if own_held == [0, 0] {
         DOMAIN.waiter.lock()
     } else {
@@ -188,7 +202,6 @@ pub(crate) fn wait_for_sections() {
             None => return,
         }
     };
-    let own_slot = THIS_SLOT.with(Cell::get);
     for _ in 0..2 {
         let parity = DOMAIN.epoch.fetch_add(1, Ordering::SeqCst) & 1;
         for (index, slot) in DOMAIN.slots.iter().enumerate() {
