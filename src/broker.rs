@@ -480,6 +480,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
             (registry.key_count(), registry.subscriber_count())
         };
         let totals = shared.totals.topic_stats(subscribers);
+        let (dispatch_threads, spawn_failures) = shared.pool.thread_counts();
         BrokerStats {
             published: totals.published,
             delivered: totals.delivered,
@@ -488,8 +489,8 @@ impl<T: Clone + Send + 'static> Broker<T> {
             evicted: totals.evicted,
             topics,
             subscribers,
-            dispatch_threads: shared.pool.thread_count(),
-            spawn_failures: shared.pool.spawn_failures(),
+            dispatch_threads,
+            spawn_failures,
         }
     }
 

@@ -93,7 +93,7 @@ impl Codec for Arc<[u8]> {
     type Error = Infallible;
 
     fn encode(&self) -> Bytes {
-        Bytes::from_owner(ArcBytes(self.clone()))
+        Bytes::from_owner(SharedOwner(self.clone()))
     }
 
     fn decode(payload: Bytes) -> Result<Self, Self::Error> {
@@ -120,7 +120,7 @@ impl Codec for Arc<str> {
     type Error = Utf8Error;
 
     fn encode(&self) -> Bytes {
-        Bytes::from_owner(ArcStr(self.clone()))
+        Bytes::from_owner(SharedOwner(self.clone()))
     }
 
     fn decode(payload: Bytes) -> Result<Self, Self::Error> {
@@ -128,21 +128,13 @@ impl Codec for Arc<str> {
     }
 }
 
-/// An `Arc<[u8]>` as the owner of a [`Bytes`]: `Bytes::from_owner` wants `AsRef<[u8]>`.
-struct ArcBytes(Arc<[u8]>);
+/// An `Arc` of bytes or text as the owner of a [`Bytes`], which wants `AsRef<[u8]>` (and
+/// `Arc<[u8]>` and `Arc<str>` do not implement it themselves).
+struct SharedOwner<T: ?Sized>(Arc<T>);
 
-impl AsRef<[u8]> for ArcBytes {
+impl<T: AsRef<[u8]> + ?Sized> AsRef<[u8]> for SharedOwner<T> {
     fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// An `Arc<str>` as the owner of a [`Bytes`].
-struct ArcStr(Arc<str>);
-
-impl AsRef<[u8]> for ArcStr {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
+        (*self.0).as_ref()
     }
 }
 
@@ -177,5 +169,7 @@ mod tests {
         let data: Arc<[u8]> = Arc::from(&b"payload"[..]);
         let payload = data.encode();
         assert_eq!(payload.as_ptr(), data.as_ptr());
+        let text: Arc<str> = Arc::from("text");
+        assert_eq!(text.encode().as_ptr(), text.as_ptr());
     }
 }

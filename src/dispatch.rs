@@ -243,14 +243,10 @@ impl<T: Clone + Send + 'static> Pool<T> {
 }
 
 impl<T> Pool<T> {
-    /// Number of dispatch threads running.
-    pub(crate) fn thread_count(&self) -> usize {
-        self.state.lock().threads.len()
-    }
-
-    /// Number of failed spawn attempts.
-    pub(crate) fn spawn_failures(&self) -> u64 {
-        self.state.lock().spawn_failures
+    /// The number of dispatch threads running and of failed spawn attempts, under one lock.
+    pub(crate) fn thread_counts(&self) -> (usize, u64) {
+        let state = self.state.lock();
+        (state.threads.len(), state.spawn_failures)
     }
 
     /// Stops accepting jobs and joins every thread. Jobs already queued still run (quickly:
