@@ -5,17 +5,21 @@
 //! - `routing/exact/{crossbeam,syncmq_0w,syncmq_100w,syncmq_10000w}`: publish to an exact topic
 //!   with one subscriber, while 0, 100 or 10 000 *unrelated* wildcard subscriptions exist. This
 //!   must stay flat: with no pattern at all a publish is one hash lookup, with some it is one
-//!   lookup in the route cache. The baseline is one `send` on one bounded crossbeam channel.
+//!   lookup in the route cache, and either way a thread that publishes to the same topic again
+//!   skips the lookup (its route memo). The baseline is one `send` on one bounded crossbeam
+//!   channel.
 //! - `routing/fanout100/{crossbeam,syncmq_exact,syncmq_100patterns}`: publish to a topic that
 //!   100 subscribers receive, either all subscribed to the topic itself or each through its own
 //!   distinct pattern (`bench.*.created.eu.web.v1.x`, ...). The merged route of the 100 patterns
 //!   is cached; the difference left is one counter update per pattern instead of one. The
 //!   baseline sends to 100 crossbeam channels.
 //! - `routing/cache/{hit,miss}`: with 100 unrelated patterns and two matching ones (`cache.*.x`
-//!   and `cache.>`, one subscriber each), publish to the same topic every time (hit), or to the
-//!   next of 2^18 distinct topics (`cache.{i}.x`), far more than the cache's 4096 entries, so
-//!   almost every publish misses: it validates the topic, walks the pattern trie, merges the two
-//!   routes and caches the result, evicting another entry.
+//!   and `cache.>`, one subscriber each), publish to the same topic every time (hit: the
+//!   thread's route memo serves it, as it would any topic published to twice in a row), or to
+//!   the next of 2^18 distinct topics (`cache.{i}.x`), far more than the cache's 4096 entries,
+//!   so almost every publish misses the memo and the cache: it validates the topic, walks the
+//!   pattern trie, merges the two routes and caches the result (starting the cache over when
+//!   it is full).
 //!
 //!   These three groups are *enqueue-only*: the queues have room and nobody waits on them (they
 //!   are drained between timed chunks of 512 publishes, untimed), so they time the publishing
