@@ -41,6 +41,10 @@ pub enum Overflow {
     /// subscriber and count the message as dropped. `Timeout(Duration::ZERO)` never waits, like
     /// [`Overflow::Drop`]; a duration too large to add to the current time waits like
     /// [`Overflow::Block`]. No timer object is created: the deadline is a plain `Instant`.
+    ///
+    /// The deadline is checked when the publish wakes, so a queue that gains room just after
+    /// it passed, while the publish was waking for another queue, may still get the message,
+    /// late by about a wake-up rather than dropped.
     Timeout(Duration),
     /// Never wait: make room by discarding the oldest queued message, so the subscriber always
     /// has the newest data. The discarded message counts as dropped for that subscriber (and

@@ -15,7 +15,8 @@
 //!
 //! Every send happens inside a grace [`Section`] (see `grace.rs`), which is what lets a leaving
 //! subscription wait out the sends in flight: phase 1 holds one for the whole loop, phase 2
-//! one per retry, never while it waits.
+//! one per wake-up (for its pass of retries over every send still waiting), never while it
+//! waits.
 //!
 //! Phase 1 allocates nothing. Phase 2 allocates its wait list and the `Select`'s operation
 //! list once per publish that has to wait (a few hundred bytes, freed when it returns): a
@@ -411,7 +412,12 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                 // their chance, and possibly a wait of their own.
                 Some(group) => {
                     if let Some(next) = self.offer_members(group, msg, section) {
-                        next.subscriber.register_send(select);
+                        let index = next.subscriber.register_send(select);
+                        debug_assert_eq!(
+                            index,
+                            waiting.len() + 1,
+                            "waiting[i] is select index i + 1"
+                        );
                         waiting.push(next);
                         *unsettled += 1;
                     }
@@ -436,11 +442,12 @@ impl<'a, T: Clone> Run<'a, '_, T> {
         // keeps the other indices stable, so the mapping holds as sends settle.
         let mut select = Select::new();
         let closing_index = select.recv(self.context.closing);
-        for entry in &waiting {
+        for (i, entry) in waiting.iter().enumerate() {
             // `entry.subscriber` borrows the caller's subscriber list, not `waiting`, so the
             // select may hold it while we take messages out of `waiting`.
             let subscriber: &'a Subscriber<T> = entry.subscriber;
-            subscriber.register_send(&mut select);
+            let index = subscriber.register_send(&mut select);
+            debug_assert_eq!(index, i + 1, "waiting[i] is select index i + 1");
         }
         let mut unsettled = waiting.len();
 

@@ -11,7 +11,7 @@
 //! the message to, so a fan-out pays two atomic read-modify-writes per publish rather than per
 //! send. (The per-subscriber `RwLock` this replaces cost about 12 ns per delivery, as much as
 //! the raw `try_send` itself.) The second phase waits on full queues; it takes a short section
-//! around each retry and never holds one while it waits.
+//! for each pass of retries after a wake-up and never holds one while it waits.
 //!
 //! # The protocol
 //!

@@ -3,24 +3,28 @@
 //! the topic's hash and the table lookup.
 //!
 //! **When a memo is valid.** Every broker has a *generation*, bumped under the registry's
-//! write lock by every change to the table (subscribe, unsubscribe, eviction, close). A memo is
-//! written under the read lock with the generation of that moment, so it says what the table
-//! routed the topic to at that generation. A publish that loads the same generation later uses
-//! the memo: the table has not changed since, so a lookup would have found the same route. A
-//! publish that loads a generation bumped by a change still in progress behaves like one that
-//! went just before that change, as a publish holding the read lock would. And a change that
-//! completed before the publish began (anything that orders the two threads, even a channel
-//! message) is seen by the load, by coherence; so `Relaxed` suffices.
+//! write lock by every change to the table (subscribe, unsubscribe, eviction, close). A memo
+//! pairs a route with the generation read under the same hold of the read lock, so it says what
+//! the table routed the topic to at that generation. A publish that loads the same generation
+//! later uses the memo: the table has not changed since, so a lookup would have found the same
+//! route. A publish that loads the generation just before a writer bumps it behaves like one
+//! that went just before that change, as a publish that took the read lock first would; one
+//! that loads the bumped value misses, and its lookup waits for the change to finish. And a
+//! change that completed before the publish began (anything that orders the two threads, even
+//! a channel message) is seen by the load, by coherence; so `Relaxed` suffices.
 //!
 //! **Why the route is held weakly.** A route holds its subscribers' senders, and the last
 //! sender's drop is what ends a subscription's `recv` once the broker closes or the subscriber
 //! leaves. A memo that held its route strongly would keep those senders alive for as long as the
-//! thread lives. Upgrading the weak reference costs what cloning the `Arc` under the lock did;
-//! a failed upgrade means the route is gone, hence the generation moved.
+//! thread lives. Upgrading the weak reference costs what cloning the `Arc` under the lock did.
+//! A failed upgrade means the route is gone: the generation moved, or (with wildcard
+//! subscriptions) the route cache that held a merged route started over or replaced it. Either
+//! way the publish just looks the topic up.
 //!
 //! One memo per thread, for whichever broker and topic it last published to through the
-//! registry: publishing to many topics in turn just misses. Its topic buffer is reused, so a
-//! miss allocates nothing once the buffer is long enough.
+//! registry: publishing to many topics in turn just misses, and a miss costs a little more than
+//! the lookup alone did (a weak reference made and one dropped, the topic copied into the
+//! memo's buffer, which is reused, so nothing is allocated once it is long enough).
 
 use std::any::Any;
 use std::cell::RefCell;

@@ -144,8 +144,12 @@ impl<const N: usize> Default for OwnedCounts<N> {
 }
 
 impl<const N: usize> OwnedCounts<N> {
-    /// Adds `amounts[i]` to count `i`, for every `i`. Zero amounts write nothing.
+    /// Adds `amounts[i]` to count `i`, for every `i`. Zero amounts write nothing; all zeros
+    /// do not even claim ownership.
     pub(crate) fn add(&self, amounts: [u64; N]) {
+        if amounts == [0; N] {
+            return;
+        }
         let me = thread_token();
         let owner = self.owner.load(Ordering::Relaxed);
         let owns = owner == me

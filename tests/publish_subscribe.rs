@@ -691,3 +691,72 @@ fn a_publishing_thread_does_not_keep_a_closed_subscription_open() {
         Err(syncmq::RecvTimeoutError::Closed)
     );
 }
+
+/// With wildcard subscriptions a merged route lives in the route cache. When the cache starts
+/// over (another thread published to more topics than it holds), the route a thread
+/// remembered is gone although no subscription changed: its next publish must look the topic
+/// up again and still reach every subscriber.
+#[test]
+fn a_remembered_route_dropped_by_the_route_cache_is_looked_up_again() {
+    let broker = Broker::new();
+    let by_star = broker.subscribe("cache.*.x").unwrap();
+    let by_tail = broker.subscribe("cache.>").unwrap();
+    assert_eq!(broker.publish("cache.hot.x", 0).unwrap().delivered, 2);
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            // More distinct topics than the route cache holds (4096), each cached as reaching
+            // nobody: it starts over.
+            for i in 0..5000 {
+                assert_eq!(
+                    broker.publish(&format!("other.{i}"), 1).unwrap().routed(),
+                    0
+                );
+            }
+        });
+    });
+    assert_eq!(broker.publish("cache.hot.x", 2).unwrap().delivered, 2);
+    for sub in [&by_star, &by_tail] {
+        assert_eq!(sub.try_iter().collect::<Vec<i32>>(), [0, 2]);
+    }
+}
+
+/// A publish from a thread-local's destructor, while the thread's own locals are being torn
+/// down, still works (the route memo is skipped if it is gone).
+#[test]
+fn a_publish_from_a_thread_local_destructor_is_delivered() {
+    struct PublishOnDrop(Option<(Broker<u32>, crossbeam_channel::Sender<PublishReport>)>);
+    impl Drop for PublishOnDrop {
+        fn drop(&mut self) {
+            if let Some((broker, reports)) = self.0.take() {
+                // Twice: the second goes through whatever the first left behind.
+                for msg in [1, 2] {
+                    reports
+                        .send(broker.publish("tls.drop", msg).unwrap())
+                        .unwrap();
+                }
+            }
+        }
+    }
+    thread_local! {
+        static ON_EXIT: std::cell::RefCell<PublishOnDrop> =
+            const { std::cell::RefCell::new(PublishOnDrop(None)) };
+    }
+    let broker = Broker::new();
+    let sub = broker.subscribe("tls.drop").unwrap();
+    let (reports, received) = crossbeam_channel::unbounded();
+    let publisher = broker.clone();
+    thread::spawn(move || {
+        ON_EXIT.with(|slot| slot.borrow_mut().0 = Some((publisher, reports)));
+        // Publish once normally too, so the memo exists when the destructor runs.
+        ON_EXIT.with(|slot| {
+            let slot = slot.borrow();
+            let (broker, _) = slot.0.as_ref().unwrap();
+            broker.publish("tls.drop", 0).unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+    let delivered: Vec<usize> = received.try_iter().map(|r| r.delivered).collect();
+    assert_eq!(delivered, [1, 1]);
+    assert_eq!(sub.try_iter().collect::<Vec<_>>(), [0, 1, 2]);
+}

@@ -624,3 +624,50 @@ fn each_message_reaches_exactly_one_member_while_members_join_and_leave() {
         "churned members took no part"
     );
 }
+
+/// A publish waiting on many full queues, one of them a group member that then leaves: the
+/// group's message goes to the member that stays, and the plain subscribers each get theirs,
+/// whichever member the publish was waiting on.
+#[test]
+fn a_member_leaving_while_a_publish_waits_on_many_queues_passes_the_message_on() {
+    const PLAIN: usize = 20;
+    for leaving in 0..2 {
+        let broker = Broker::builder()
+            .capacity(1)
+            .overflow(Overflow::Block)
+            .build();
+        let plain: Vec<_> = (0..PLAIN)
+            .map(|_| broker.subscribe("many.x").unwrap())
+            .collect();
+        assert_eq!(broker.publish("many.x", 0).unwrap().delivered, PLAIN);
+        let mut members = vec![
+            broker.subscribe_group("many.*", "g").unwrap(),
+            broker.subscribe_group("many.*", "g").unwrap(),
+        ];
+        // Fill both members through a topic the plain subscribers do not hear.
+        broker.publish("many.y", 0).unwrap();
+        broker.publish("many.y", 0).unwrap();
+        let (done, report) = mpsc::channel();
+        {
+            let broker = broker.clone();
+            thread::spawn(move || done.send(broker.publish("many.x", 1).unwrap()).unwrap());
+        }
+        wait_for_published(&broker, 4);
+        // One member leaves, full; in one of the two rounds it is the one being waited on.
+        assert_eq!(members.remove(leaving).unsubscribe(), [0]);
+        let staying = &members[0];
+        for sub in plain.iter().rev() {
+            assert_eq!(sub.recv_timeout(PROMPT), Ok(0));
+        }
+        assert_eq!(staying.recv_timeout(PROMPT), Ok(0));
+        let report = report.recv_timeout(PROMPT).expect("the publish stalled");
+        assert_eq!(
+            (report.delivered, report.dropped, report.groups),
+            (PLAIN + 1, 0, 1)
+        );
+        assert_eq!(staying.recv_timeout(PROMPT), Ok(1));
+        for sub in &plain {
+            assert_eq!(sub.try_recv(), Ok(1));
+        }
+    }
+}
