@@ -192,8 +192,8 @@ struct Waiting<'a, T> {
 }
 
 /// Per-key counters, added up locally and written once per run of subscribers sharing a key,
-/// so a fan-out to 1000 subscribers of one topic adds to its counters once, not 1000 times. Subscribers
-/// of one key are contiguous in every route, so runs are long.
+/// so a fan-out to 1000 subscribers of one topic adds to its counters once, not 1000 times.
+/// Subscribers of one key are contiguous in every route, so runs are long.
 #[derive(Default)]
 struct Tally<'a> {
     counters: Option<&'a Counters>,
