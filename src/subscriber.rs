@@ -190,9 +190,9 @@ impl SubscriberState {
         }
     }
 
-    /// Marks the queue shut for good (`lifecycle`) with reason `to`. Returns `false` if it was already shut (the
-    /// first reason stays). Sends in progress may still land: [`leave`](Self::leave) waits
-    /// them out.
+    /// Marks the queue shut for good (`lifecycle`) with reason `to`. Returns `false` if it was
+    /// already shut (the first reason stays). Sends in progress may still land:
+    /// [`leave`](Self::leave) waits them out.
     fn shut(&self, to: Lifecycle) -> bool {
         self.lifecycle
             .compare_exchange(

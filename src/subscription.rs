@@ -61,7 +61,6 @@ pub struct Subscription<T> {
     /// The value of `state.dropped` when [`take_missed`](Subscription::take_missed) last ran.
     /// Only the subscription touches it; atomic so that `Subscription` stays `Sync`.
     missed_seen: AtomicU64,
-    /// Messages taken out through the receive methods.
     /// Messages taken out through the receive methods. Owned counts: in the usual case of
     /// one receiving thread, no atomic read-modify-write per message (a `fetch_add` per
     /// receive cost about 5 ns, a quarter of a receive).
@@ -435,7 +434,6 @@ impl<T> Tap<T> {
         let Tap {
             membership,
             receiver,
-            ..
         } = self;
         drop(membership);
         receiver.try_iter().collect()
