@@ -286,17 +286,6 @@ impl<T: Clone + Send + 'static> Broker<T> {
         self.join(pattern, Some(group), options)
     }
 
-    /// A new publisher identity for [`publish_from`](Self::publish_from) and
-    /// [`tap`](Self::tap). Unique per broker.
-    #[cfg_attr(
-        not(feature = "nats"),
-        allow(dead_code, reason = "the hook for bridges (the `nats` feature)")
-    )]
-    pub(crate) fn new_origin(&self) -> Origin {
-        let id = self.handle.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        Origin::MIN.saturating_add(id)
-    }
-
     /// The origin shared by every bridge of this broker, allocated on first use.
     ///
     /// Shared rather than one per bridge: a message imported by one bridge must not be
@@ -307,11 +296,11 @@ impl<T: Clone + Send + 'static> Broker<T> {
         allow(dead_code, reason = "the hook for bridges (the `nats` feature)")
     )]
     pub(crate) fn bridge_origin(&self) -> Origin {
-        *self
-            .handle
-            .shared
-            .bridge_origin
-            .get_or_init(|| self.new_origin())
+        let shared = &self.handle.shared;
+        *shared.bridge_origin.get_or_init(|| {
+            // Drawn from the subscriber ids: unique per broker, which is all an origin needs.
+            Origin::MIN.saturating_add(shared.next_id.fetch_add(1, Ordering::Relaxed))
+        })
     }
 
     /// Subscribes to `pattern` as `origin` with a queue that carries each message's topic: a
