@@ -32,16 +32,18 @@ use crate::subscriber::Origin;
 type StripeResult = Result<Outcome, Box<dyn Any + Send>>;
 
 /// One stripe of one publish.
-pub(crate) struct Job<T> {
+struct Job<T> {
     /// The publish's snapshot of the topic's subscribers.
     route: Arc<Route<T>>,
     /// The part of `route.subscribers` this job delivers to.
     stripe: Range<usize>,
     /// This stripe's copy of the message.
     msg: T,
-    /// The publish's overall deadline, origin and topic.
+    /// The publish's overall deadline (`publish_timeout`), if any.
     deadline: Option<Instant>,
+    /// Who is publishing, if it is a bridge: its own subscribers are skipped.
     origin: Option<Origin>,
+    /// The topic published to, shared by every stripe of the publish.
     topic: Arc<str>,
     /// Where the outcome goes; the publish waits on the other end.
     done: Sender<StripeResult>,
