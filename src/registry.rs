@@ -411,8 +411,8 @@ impl<T> Registry<T> {
     /// Removes subscriber `id` from `key`. Returns what it replaced if the subscriber was
     /// there.
     pub(crate) fn remove(&mut self, key: &str, id: u64) -> Option<Retired<T>> {
-        let old = self.keys.get(key)?;
-        let new_route = old.without(id)?;
+        let slot = self.keys.get_mut(key)?;
+        let new_route = slot.without(id)?;
         self.subscribers -= 1;
         let route = if new_route.is_empty() {
             if has_wildcard(key) {
@@ -420,7 +420,6 @@ impl<T> Registry<T> {
             }
             self.keys.remove(key)
         } else {
-            let slot = self.keys.get_mut(key)?;
             Some(std::mem::replace(slot, Arc::new(new_route)))
         };
         Some(Retired {
