@@ -37,7 +37,7 @@ use crate::topic::has_wildcard;
 use crate::trie::PatternTrie;
 
 /// The most published topics whose resolved routes are cached at once.
-pub(crate) const ROUTE_CACHE_CAPACITY: usize = 4096;
+const ROUTE_CACHE_CAPACITY: usize = 4096;
 
 /// Routes by subscription key (a topic or a pattern).
 type KeyTable<T> = HashMap<Arc<str>, Arc<Route<T>>, TopicHash>;
