@@ -174,8 +174,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
     /// # Errors
     ///
     /// [`Error::InvalidTopic`] if `pattern` is not a valid pattern (see
-    /// [`validate_pattern`](crate::validate_pattern)); [`Error::Closed`] if the broker is
-    /// closed.
+    /// [`validate_pattern`]); [`Error::Closed`] if the broker is closed.
     ///
     /// # Examples
     ///
