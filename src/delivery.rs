@@ -18,9 +18,11 @@
 //! one per wake-up (for its pass of retries over every send still waiting), never while it
 //! waits.
 //!
-//! Phase 1 allocates nothing. Phase 2 allocates its wait list and the `Select`'s operation
-//! list once per publish that has to wait (a few hundred bytes, freed when it returns): a
-//! constant per waiting publish, never per send, and nothing outlives the call.
+//! Phase 1 allocates nothing unless a queue it finds full waits (then the wait list that phase
+//! 2 uses is allocated, at the first such queue) or a subscriber is evicted. Phase 2 allocates
+//! the `Select`'s operation list. So a publish that has to wait allocates a few hundred bytes,
+//! freed when it returns: a constant per waiting publish, never per send, and nothing outlives
+//! the call.
 //!
 //! A message that is not delivered (policy `Drop`, deadline passed, broker closing, subscriber
 //! gone) is counted in the returned [`Outcome`] and, unless the subscriber is gone, in the
