@@ -132,9 +132,7 @@ fn validate(text: &str, syntax: Syntax) -> Result<(), TopicError> {
     for (position, &byte) in bytes.iter().enumerate() {
         match byte {
             b'.' => {
-                if position == token_start {
-                    return Err(TopicError::EmptyToken { position });
-                }
+                end_token(token_start, position)?;
                 token_start = position + 1;
             }
             b'*' | b'>' => check_wildcard(bytes, byte as char, position, token_start, syntax)?,
@@ -148,12 +146,7 @@ fn validate(text: &str, syntax: Syntax) -> Result<(), TopicError> {
             _ => {}
         }
     }
-    if token_start == bytes.len() {
-        return Err(TopicError::EmptyToken {
-            position: token_start,
-        });
-    }
-    Ok(())
+    end_token(token_start, bytes.len())
 }
 
 /// The general case of [`validate`], for text with non-ASCII characters.
@@ -164,9 +157,7 @@ fn validate_unicode(text: &str, syntax: Syntax) -> Result<(), TopicError> {
     for (position, character) in text.char_indices() {
         match character {
             '.' => {
-                if position == token_start {
-                    return Err(TopicError::EmptyToken { position });
-                }
+                end_token(token_start, position)?;
                 token_start = position + 1;
             }
             '*' | '>' => check_wildcard(bytes, character, position, token_start, syntax)?,
@@ -183,10 +174,14 @@ fn validate_unicode(text: &str, syntax: Syntax) -> Result<(), TopicError> {
             _ => {}
         }
     }
-    if token_start == text.len() {
-        return Err(TopicError::EmptyToken {
-            position: token_start,
-        });
+    end_token(token_start, text.len())
+}
+
+/// Checks the token that starts at byte `token_start` and ends at byte `end` (a `.` or the end
+/// of the text): it must not be empty.
+fn end_token(token_start: usize, end: usize) -> Result<(), TopicError> {
+    if end == token_start {
+        return Err(TopicError::EmptyToken { position: end });
     }
     Ok(())
 }
