@@ -892,9 +892,9 @@ type Taken<T> = (usize, Tagged<T>);
 struct Exporter<T> {
     /// The export queues, in builder order.
     taps: Vec<Tap<T>>,
-    /// For each export queue, the patterns of those before it: a topic one of them matches is
-    /// exported from that queue, not this one.
-    covered_by: Vec<Vec<Arc<str>>>,
+    /// The export queues' patterns, in builder order; kept apart from `taps`, which `finish`
+    /// consumes. A topic is exported by the first queue whose pattern matches it.
+    patterns: Vec<String>,
     client: Client,
     /// The runtime the client lives on, driven by the `syncmq-bridge` thread.
     handle: Handle,
@@ -914,11 +914,10 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
         stop: Receiver<Instant>,
         closing: watch::Receiver<Option<Instant>>,
     ) -> Self {
-        let patterns: Vec<Arc<str>> = taps.iter().map(|tap| Arc::from(tap.pattern())).collect();
-        let covered_by = (0..taps.len()).map(|i| patterns[..i].to_vec()).collect();
+        let patterns = taps.iter().map(|tap| tap.pattern().to_owned()).collect();
         Exporter {
             taps,
-            covered_by,
+            patterns,
             client,
             handle,
             counters,
@@ -933,11 +932,21 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
         self.finish(batch, deadline);
     }
 
-    /// Whether queue `index` is the one that exports `topic`.
+    /// Whether queue `index` is the one that exports `topic`: no queue before it matches.
     fn exports(&self, index: usize, topic: &str) -> bool {
-        !self.covered_by[index]
+        !self.patterns[..index]
             .iter()
             .any(|pattern| pattern_matches(pattern, topic))
+    }
+
+    /// Empties `batch` without sending it, counting in `counter` the messages it would have
+    /// exported.
+    fn drop_batch(&self, batch: &mut VecDeque<Taken<T>>, counter: &AtomicU64) {
+        let exported = batch
+            .drain(..)
+            .filter(|(i, (topic, _))| self.exports(*i, topic))
+            .count();
+        add(counter, exported as u64);
     }
 
     /// Forwards messages as they arrive until `close` asks to stop; returns its deadline.
@@ -987,11 +996,7 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
     /// disconnected, drops the whole batch as `server_unavailable`.
     fn forward(&self, batch: &mut VecDeque<Taken<T>>, deadline: Option<Instant>) {
         if self.client.connection_state() != State::Connected {
-            let unavailable = batch
-                .drain(..)
-                .filter(|(i, (topic, _))| self.exports(*i, topic))
-                .count();
-            add(&self.counters.server_unavailable, unavailable as u64);
+            self.drop_batch(batch, &self.counters.server_unavailable);
             return;
         }
         let publish_all = async {
@@ -1039,11 +1044,7 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
             batch.extend(tap.unsubscribe().into_iter().map(|tagged| (index, tagged)));
         }
         self.forward(&mut batch, Some(deadline));
-        let unflushed = batch
-            .drain(..)
-            .filter(|(i, (topic, _))| self.exports(*i, topic))
-            .count();
-        add(&self.counters.unflushed, unflushed as u64);
+        self.drop_batch(&mut batch, &self.counters.unflushed);
         // Push what the client still buffers onto the wire before the connection closes.
         if self.client.connection_state() == State::Connected {
             let client = self.client.clone();
