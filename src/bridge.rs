@@ -85,7 +85,7 @@ use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, ServerAddr, Subject};
 use crossbeam_channel::{Receiver, Select, Sender};
 use futures_util::StreamExt;
-use futures_util::future::{Either, select};
+use futures_util::future::select;
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
@@ -316,7 +316,6 @@ impl Bridge {
     /// ```
     pub fn stats(&self) -> BridgeStats {
         let c = &self.counters;
-        let closed = self.closed.load(Ordering::Acquire);
         BridgeStats {
             exported: read(&c.exported),
             imported: read(&c.imported),
@@ -337,7 +336,7 @@ impl Bridge {
                 .connects
                 .load(Ordering::Relaxed)
                 .saturating_sub(1),
-            connected: !closed && self.client.connection_state() == State::Connected,
+            connected: self.is_connected(),
         }
     }
 
@@ -347,7 +346,7 @@ impl Bridge {
     ///
     /// This promises nothing about the next moment: the connection may drop right after.
     pub fn is_connected(&self) -> bool {
-        self.stats().connected
+        !self.closed.load(Ordering::Acquire) && self.client.connection_state() == State::Connected
     }
 
     /// The server URL the bridge was built with.
@@ -1029,11 +1028,8 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
                 None => drop(closing.wait_for(Option::is_some).await),
             }
         };
-        self.handle.block_on(async {
-            match select(pin!(work), pin!(stop)).await {
-                Either::Left(((), _)) | Either::Right(((), _)) => {}
-            }
-        });
+        // Whichever ends first, the other is dropped.
+        self.handle.block_on(select(pin!(work), pin!(stop)));
     }
 
     /// Closing: leaves the broker, publishes what the queues still held, flushes the client,
