@@ -373,7 +373,7 @@ impl Bridge {
         let Some(running) = running.take() else {
             return;
         };
-        let deadline = deadline_after(self.close_timeout);
+        let deadline = deadline_after(Instant::now(), self.close_timeout);
         let Running {
             export_stop,
             closing,
@@ -386,7 +386,7 @@ impl Bridge {
         closing.send_replace(Some(deadline));
         // The export thread may have ended already (it cannot fail, but be safe): ignore.
         let _ = export_stop.send(deadline);
-        let grace = deadline_after_instant(deadline, JOIN_GRACE);
+        let grace = deadline_after(deadline, JOIN_GRACE);
         // Only once the export thread is done with the client may the runtime stop: that
         // thread drives its last publishes and flush through the runtime.
         finish_thread(&export_alive, export_thread, grace);
@@ -409,12 +409,8 @@ fn finish_thread(alive: &Receiver<()>, thread: JoinHandle<()>, deadline: Instant
     }
 }
 
-fn deadline_after(timeout: Duration) -> Instant {
-    deadline_after_instant(Instant::now(), timeout)
-}
-
-fn deadline_after_instant(start: Instant, timeout: Duration) -> Instant {
-    // A timeout too large to add is as good as forever: a year.
+/// `start + timeout`; a timeout too large to add is as good as forever: a year.
+fn deadline_after(start: Instant, timeout: Duration) -> Instant {
     start
         .checked_add(timeout)
         .or_else(|| start.checked_add(Duration::from_secs(365 * 24 * 3600)))
