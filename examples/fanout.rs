@@ -100,8 +100,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Options>,
             "--capacity" => options.capacity = number(&name, &value()?, 0)?,
             "--overflow" => options.overflow = overflow(&value()?)?,
             "--workers" => options.workers = Some(number(&name, &value()?, 0)?),
+            // The builder treats values below 2 as 2; refuse them rather than print a lie.
             "--dispatch-threshold" => {
-                options.dispatch_threshold = Some(number(&name, &value()?, 0)?);
+                options.dispatch_threshold = Some(number(&name, &value()?, 2)?);
             }
             "--no-baseline" if inline_value.is_none() => options.baseline = false,
             "--no-baseline" => return Err("--no-baseline takes no value".into()),

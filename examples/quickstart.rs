@@ -74,7 +74,7 @@ fn main() -> Result<(), Error> {
         assert_eq!(seen, Event::Created { order: n, item });
         if n == 1 {
             started.recv().expect("billing starts its job");
-            println!("  (billing took order #1 and is now busy; its queue holds 2 more)");
+            println!("  (billing took order #1 and is now busy; its queue has room for 2 more)");
         }
     }
 

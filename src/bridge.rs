@@ -85,7 +85,7 @@ use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, ServerAddr, Subject};
 use crossbeam_channel::{Receiver, Select, Sender};
 use futures_util::StreamExt;
-use futures_util::future::{Either, select};
+use futures_util::future::select;
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
@@ -316,7 +316,6 @@ impl Bridge {
     /// ```
     pub fn stats(&self) -> BridgeStats {
         let c = &self.counters;
-        let closed = self.closed.load(Ordering::Acquire);
         BridgeStats {
             exported: read(&c.exported),
             imported: read(&c.imported),
@@ -337,7 +336,7 @@ impl Bridge {
                 .connects
                 .load(Ordering::Relaxed)
                 .saturating_sub(1),
-            connected: !closed && self.client.connection_state() == State::Connected,
+            connected: self.is_connected(),
         }
     }
 
@@ -347,7 +346,7 @@ impl Bridge {
     ///
     /// This promises nothing about the next moment: the connection may drop right after.
     pub fn is_connected(&self) -> bool {
-        self.stats().connected
+        !self.closed.load(Ordering::Acquire) && self.client.connection_state() == State::Connected
     }
 
     /// The server URL the bridge was built with.
@@ -374,7 +373,7 @@ impl Bridge {
         let Some(running) = running.take() else {
             return;
         };
-        let deadline = deadline_after(self.close_timeout);
+        let deadline = deadline_after(Instant::now(), self.close_timeout);
         let Running {
             export_stop,
             closing,
@@ -387,7 +386,7 @@ impl Bridge {
         closing.send_replace(Some(deadline));
         // The export thread may have ended already (it cannot fail, but be safe): ignore.
         let _ = export_stop.send(deadline);
-        let grace = deadline_after_instant(deadline, JOIN_GRACE);
+        let grace = deadline_after(deadline, JOIN_GRACE);
         // Only once the export thread is done with the client may the runtime stop: that
         // thread drives its last publishes and flush through the runtime.
         finish_thread(&export_alive, export_thread, grace);
@@ -410,12 +409,8 @@ fn finish_thread(alive: &Receiver<()>, thread: JoinHandle<()>, deadline: Instant
     }
 }
 
-fn deadline_after(timeout: Duration) -> Instant {
-    deadline_after_instant(Instant::now(), timeout)
-}
-
-fn deadline_after_instant(start: Instant, timeout: Duration) -> Instant {
-    // A timeout too large to add is as good as forever: a year.
+/// `start + timeout`; a timeout too large to add is as good as forever: a year.
+fn deadline_after(start: Instant, timeout: Duration) -> Instant {
     start
         .checked_add(timeout)
         .or_else(|| start.checked_add(Duration::from_secs(365 * 24 * 3600)))
@@ -892,9 +887,9 @@ type Taken<T> = (usize, Tagged<T>);
 struct Exporter<T> {
     /// The export queues, in builder order.
     taps: Vec<Tap<T>>,
-    /// For each export queue, the patterns of those before it: a topic one of them matches is
-    /// exported from that queue, not this one.
-    covered_by: Vec<Vec<Arc<str>>>,
+    /// The export queues' patterns, in builder order; kept apart from `taps`, which `finish`
+    /// consumes. A topic is exported by the first queue whose pattern matches it.
+    patterns: Vec<String>,
     client: Client,
     /// The runtime the client lives on, driven by the `syncmq-bridge` thread.
     handle: Handle,
@@ -914,11 +909,10 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
         stop: Receiver<Instant>,
         closing: watch::Receiver<Option<Instant>>,
     ) -> Self {
-        let patterns: Vec<Arc<str>> = taps.iter().map(|tap| Arc::from(tap.pattern())).collect();
-        let covered_by = (0..taps.len()).map(|i| patterns[..i].to_vec()).collect();
+        let patterns = taps.iter().map(|tap| tap.pattern().to_owned()).collect();
         Exporter {
             taps,
-            covered_by,
+            patterns,
             client,
             handle,
             counters,
@@ -933,11 +927,21 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
         self.finish(batch, deadline);
     }
 
-    /// Whether queue `index` is the one that exports `topic`.
+    /// Whether queue `index` is the one that exports `topic`: no queue before it matches.
     fn exports(&self, index: usize, topic: &str) -> bool {
-        !self.covered_by[index]
+        !self.patterns[..index]
             .iter()
             .any(|pattern| pattern_matches(pattern, topic))
+    }
+
+    /// Empties `batch` without sending it, counting in `counter` the messages it would have
+    /// exported.
+    fn drop_batch(&self, batch: &mut VecDeque<Taken<T>>, counter: &AtomicU64) {
+        let exported = batch
+            .drain(..)
+            .filter(|(i, (topic, _))| self.exports(*i, topic))
+            .count();
+        add(counter, exported as u64);
     }
 
     /// Forwards messages as they arrive until `close` asks to stop; returns its deadline.
@@ -987,11 +991,7 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
     /// disconnected, drops the whole batch as `server_unavailable`.
     fn forward(&self, batch: &mut VecDeque<Taken<T>>, deadline: Option<Instant>) {
         if self.client.connection_state() != State::Connected {
-            let unavailable = batch
-                .drain(..)
-                .filter(|(i, (topic, _))| self.exports(*i, topic))
-                .count();
-            add(&self.counters.server_unavailable, unavailable as u64);
+            self.drop_batch(batch, &self.counters.server_unavailable);
             return;
         }
         let publish_all = async {
@@ -1024,11 +1024,8 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
                 None => drop(closing.wait_for(Option::is_some).await),
             }
         };
-        self.handle.block_on(async {
-            match select(pin!(work), pin!(stop)).await {
-                Either::Left(((), _)) | Either::Right(((), _)) => {}
-            }
-        });
+        // Whichever ends first, the other is dropped.
+        self.handle.block_on(select(pin!(work), pin!(stop)));
     }
 
     /// Closing: leaves the broker, publishes what the queues still held, flushes the client,
@@ -1039,11 +1036,7 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
             batch.extend(tap.unsubscribe().into_iter().map(|tagged| (index, tagged)));
         }
         self.forward(&mut batch, Some(deadline));
-        let unflushed = batch
-            .drain(..)
-            .filter(|(i, (topic, _))| self.exports(*i, topic))
-            .count();
-        add(&self.counters.unflushed, unflushed as u64);
+        self.drop_batch(&mut batch, &self.counters.unflushed);
         // Push what the client still buffers onto the wire before the connection closes.
         if self.client.connection_state() == State::Connected {
             let client = self.client.clone();
