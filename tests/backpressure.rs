@@ -6,10 +6,10 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use syncmq::{Broker, Overflow, PublishReport, Subscription, TryRecvError};
+use syncmq::{Broker, Overflow, Subscription, TryRecvError};
 
 mod common;
-use common::{GUARD, spawn_guarded, subscribe_many};
+use common::{GUARD, publish_in_background, spawn_guarded, subscribe_group_many, subscribe_many};
 
 /// Slack allowed on top of a timeout before a publish counts as too slow. Generous: the
 /// machine may be loaded.
@@ -29,22 +29,6 @@ fn full_subscriber(broker: &Broker<u32>, topic: &str) -> Subscription<u32> {
     assert_eq!(broker.publish(topic, 0).unwrap().delivered, 1);
     assert_eq!(sub.len(), 1);
     sub
-}
-
-/// Publishes on another thread; returns a receiver for the report, sent when `publish` returns.
-fn publish_in_background(
-    broker: &Broker<u32>,
-    topic: &'static str,
-    msg: u32,
-) -> crossbeam_channel::Receiver<(PublishReport, Duration)> {
-    let broker = broker.clone();
-    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-    thread::spawn(move || {
-        let start = Instant::now();
-        let report = broker.publish(topic, msg).unwrap();
-        let _ = done_tx.send((report, start.elapsed()));
-    });
-    done_rx
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -275,14 +259,9 @@ fn block_waits_until_consumer_makes_room() {
 fn a_publish_waiting_on_many_full_queues_delivers_to_each_as_they_drain() {
     const FULL: usize = 200;
     let broker = broker_with(Overflow::Block);
-    let subs: Vec<_> = (0..FULL)
-        .map(|_| broker.subscribe("many.x").unwrap())
-        .collect();
+    let subs = subscribe_many(&broker, "many.x", FULL);
     assert_eq!(broker.publish("many.x", 0).unwrap().delivered, FULL);
-    let members = [
-        broker.subscribe_group("many.*", "g").unwrap(),
-        broker.subscribe_group("many.*", "g").unwrap(),
-    ];
+    let members = subscribe_group_many(&broker, "many.*", "g", 2);
     // Fill both members' queues through a topic the plain subscribers do not hear: the
     // group's message goes to one member (with room) per publish.
     broker.publish("many.y", 0).unwrap();

@@ -56,7 +56,7 @@ fn smoke_published_message_reaches_subscriber() {
 #[test]
 fn every_subscriber_gets_every_message_in_publish_order() {
     let broker = Broker::builder().capacity(128).build();
-    let subs: Vec<_> = (0..3).map(|_| broker.subscribe("t").unwrap()).collect();
+    let subs = subscribe_many(&broker, "t", 3);
     for i in 0..100u32 {
         let report = broker.publish("t", i).unwrap();
         assert_eq!(report.delivered, 3, "message {i}");
@@ -81,7 +81,7 @@ fn every_subscriber_gets_every_message_in_publish_order() {
 #[test]
 fn message_is_queued_for_every_subscriber_when_publish_returns() {
     let broker = Broker::builder().capacity(4).build();
-    let subs: Vec<_> = (0..5).map(|_| broker.subscribe("sync").unwrap()).collect();
+    let subs = subscribe_many(&broker, "sync", 5);
     for i in 0..50u32 {
         broker.publish("sync", i).unwrap();
         // No waiting of any kind: the message must already be in every queue.
@@ -99,7 +99,7 @@ fn message_is_queued_for_every_subscriber_when_striped_publish_returns() {
         .workers(2)
         .dispatch_threshold(2)
         .build();
-    let subs: Vec<_> = (0..16).map(|_| broker.subscribe("sync").unwrap()).collect();
+    let subs = subscribe_many(&broker, "sync", 16);
     for i in 0..200u32 {
         let report = broker.publish("sync", i).unwrap();
         assert_eq!((report.delivered, report.dropped), (16, 0));
