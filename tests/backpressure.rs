@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use syncmq::{Broker, Overflow, Subscription, TryRecvError};
 
 mod common;
-use common::{GUARD, publish_in_background, spawn_guarded, subscribe_group_many, subscribe_many};
+use common::{
+    GUARD, OrderCheck, publish_in_background, spawn_guarded, subscribe_group_many, subscribe_many,
+};
 
 /// Slack allowed on top of a timeout before a publish counts as too slow. Generous: the
 /// machine may be loaded.
@@ -418,22 +420,13 @@ fn check_accounting(broker: Broker<(usize, usize)>, consumers: &[Consumer], coun
     let start = Arc::new(Barrier::new(PUBLISHERS));
     // Each subscriber reports (received, dropped), after checking per-publisher order.
     let drain = |sub: &Subscription<(usize, usize)>, blocking: bool| {
-        let mut last = [None::<usize>; PUBLISHERS];
-        let mut received = 0;
-        let mut check = |(publisher, seq): (usize, usize)| {
-            assert!(
-                last[publisher] < Some(seq),
-                "publisher {publisher} out of order"
-            );
-            last[publisher] = Some(seq);
-            received += 1;
-        };
+        let mut order = OrderCheck::new(PUBLISHERS);
         if blocking {
-            sub.iter().for_each(&mut check);
+            sub.iter().for_each(|msg| order.see(msg));
         } else {
-            sub.try_iter().for_each(&mut check);
+            sub.try_iter().for_each(|msg| order.see(msg));
         }
-        received
+        order.count as usize
     };
     let mut stalled = Vec::new();
     let mut draining = Vec::new();
