@@ -10,6 +10,7 @@
 
 use std::fmt::Debug;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -261,6 +262,36 @@ impl<S: Ord + Copy + Debug> OrderCheck<S> {
         );
         self.last[publisher] = Some(seq);
         self.count += 1;
+    }
+}
+
+/// Publishes `(id, 0..per_publisher)` to `topic` from each of `publishers` threads, started
+/// together, checking that each publish reaches all `subscribers` and drops nothing; returns
+/// when every publisher is done, waiting at most `within` for each.
+#[track_caller]
+pub(crate) fn publish_in_order_from_threads(
+    broker: &Broker<(usize, u64)>,
+    topic: &'static str,
+    publishers: usize,
+    per_publisher: u64,
+    subscribers: usize,
+    within: Duration,
+) {
+    let start = Arc::new(Barrier::new(publishers));
+    let publishers: Vec<_> = (0..publishers)
+        .map(|id| {
+            let broker = broker.clone();
+            let start = start.clone();
+            spawn_pending(move || {
+                start.wait();
+                for seq in 0..per_publisher {
+                    assert_report(broker.publish(topic, (id, seq)).unwrap(), subscribers, 0);
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.wait(within);
     }
 }
 
