@@ -6,16 +6,15 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, select};
+use crossbeam_channel::{RecvTimeoutError, select};
 use syncmq::{
-    Broker, Error, MAX_TOPIC_LEN, Overflow, PublishReport, RecvError, Subscription,
-    SubscriptionStatus, TopicError,
+    Broker, Error, MAX_TOPIC_LEN, Overflow, RecvError, Subscription, SubscriptionStatus, TopicError,
 };
 
 mod common;
 use common::{
-    assert_per_publisher_order, drain, opts, publish_in_background, subscribe_group_many,
-    subscribe_many, wait_for_published,
+    PublishDone, assert_per_publisher_order, drain, opts, publish_in_background,
+    subscribe_group_many, subscribe_many, wait_for_published,
 };
 
 /// Generous bound for "returns promptly" on a loaded 2-core machine.
@@ -355,7 +354,7 @@ fn group_of_two_full_with_a_publish_waiting() -> (
     Broker<i32>,
     Subscription<i32>,
     Subscription<i32>,
-    Receiver<(PublishReport, Duration)>,
+    PublishDone,
 ) {
     let broker = Broker::builder()
         .capacity(1)

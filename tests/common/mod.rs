@@ -188,13 +188,16 @@ pub(crate) fn wait_for_published<T: Clone + Send + 'static>(broker: &Broker<T>, 
     }
 }
 
+/// Receives a background publish's report and how long the publish took.
+pub(crate) type PublishDone = Receiver<(PublishReport, Duration)>;
+
 /// Publishes `msg` to `topic` on another thread; returns a receiver for the report and how long
 /// the publish took, sent when `publish` returns. The receiver disconnects if it panics.
 pub(crate) fn publish_in_background<T: Clone + Send + 'static>(
     broker: &Broker<T>,
     topic: &'static str,
     msg: T,
-) -> Receiver<(PublishReport, Duration)> {
+) -> PublishDone {
     let broker = broker.clone();
     let (done_tx, done_rx) = bounded(1);
     thread::spawn(move || {
