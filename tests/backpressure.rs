@@ -6,10 +6,12 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use syncmq::{Broker, Overflow, PublishReport, Subscription, TryRecvError};
+use syncmq::{Broker, Overflow, Subscription, TryRecvError};
 
 mod common;
-use common::{GUARD, spawn_guarded, subscribe_many};
+use common::{
+    GUARD, OrderCheck, publish_in_background, spawn_guarded, subscribe_group_many, subscribe_many,
+};
 
 /// Slack allowed on top of a timeout before a publish counts as too slow. Generous: the
 /// machine may be loaded.
@@ -29,22 +31,6 @@ fn full_subscriber(broker: &Broker<u32>, topic: &str) -> Subscription<u32> {
     assert_eq!(broker.publish(topic, 0).unwrap().delivered, 1);
     assert_eq!(sub.len(), 1);
     sub
-}
-
-/// Publishes on another thread; returns a receiver for the report, sent when `publish` returns.
-fn publish_in_background(
-    broker: &Broker<u32>,
-    topic: &'static str,
-    msg: u32,
-) -> crossbeam_channel::Receiver<(PublishReport, Duration)> {
-    let broker = broker.clone();
-    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-    thread::spawn(move || {
-        let start = Instant::now();
-        let report = broker.publish(topic, msg).unwrap();
-        let _ = done_tx.send((report, start.elapsed()));
-    });
-    done_rx
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -275,14 +261,9 @@ fn block_waits_until_consumer_makes_room() {
 fn a_publish_waiting_on_many_full_queues_delivers_to_each_as_they_drain() {
     const FULL: usize = 200;
     let broker = broker_with(Overflow::Block);
-    let subs: Vec<_> = (0..FULL)
-        .map(|_| broker.subscribe("many.x").unwrap())
-        .collect();
+    let subs = subscribe_many(&broker, "many.x", FULL);
     assert_eq!(broker.publish("many.x", 0).unwrap().delivered, FULL);
-    let members = [
-        broker.subscribe_group("many.*", "g").unwrap(),
-        broker.subscribe_group("many.*", "g").unwrap(),
-    ];
+    let members = subscribe_group_many(&broker, "many.*", "g", 2);
     // Fill both members' queues through a topic the plain subscribers do not hear: the
     // group's message goes to one member (with room) per publish.
     broker.publish("many.y", 0).unwrap();
@@ -439,22 +420,13 @@ fn check_accounting(broker: Broker<(usize, usize)>, consumers: &[Consumer], coun
     let start = Arc::new(Barrier::new(PUBLISHERS));
     // Each subscriber reports (received, dropped), after checking per-publisher order.
     let drain = |sub: &Subscription<(usize, usize)>, blocking: bool| {
-        let mut last = [None::<usize>; PUBLISHERS];
-        let mut received = 0;
-        let mut check = |(publisher, seq): (usize, usize)| {
-            assert!(
-                last[publisher] < Some(seq),
-                "publisher {publisher} out of order"
-            );
-            last[publisher] = Some(seq);
-            received += 1;
-        };
+        let mut order = OrderCheck::new(PUBLISHERS);
         if blocking {
-            sub.iter().for_each(&mut check);
+            sub.iter().for_each(|msg| order.see(msg));
         } else {
-            sub.try_iter().for_each(&mut check);
+            sub.try_iter().for_each(|msg| order.see(msg));
         }
-        received
+        order.count as usize
     };
     let mut stalled = Vec::new();
     let mut draining = Vec::new();

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
@@ -14,8 +14,9 @@ use syncmq::{Broker, Overflow, RecvError, Subscription};
 
 mod common;
 use common::{
-    PATIENCE, assert_all_in_publisher_order, assert_report, current_tid, is_blocked, spawn_pending,
-    stress_factor, subscribe_many, wait_until_blocked,
+    PATIENCE, assert_all_in_publisher_order, assert_report, current_tid, is_blocked,
+    publish_in_order_from_threads, spawn_pending, stress_factor, subscribe_many,
+    wait_until_blocked,
 };
 
 /// The name prefix of the broker's dispatch threads.
@@ -611,32 +612,6 @@ fn a_striped_publish_cut_short_by_close_neither_leaks_nor_drops_a_clone_twice() 
 
 // --- threaded -----------------------------------------------------------------------------
 
-/// Publishes `(id, 0..per_publisher)` to "fan" from each of `publishers` threads, started
-/// together, each publish reaching all `subscribers`; returns when every publisher is done.
-fn publish_in_order_from_threads(
-    broker: &Broker<(usize, u64)>,
-    publishers: usize,
-    per_publisher: u64,
-    subscribers: usize,
-) {
-    let start = Arc::new(Barrier::new(publishers));
-    let publishers: Vec<_> = (0..publishers)
-        .map(|id| {
-            let broker = broker.clone();
-            let start = start.clone();
-            spawn_pending(move || {
-                start.wait();
-                for seq in 0..per_publisher {
-                    assert_report(broker.publish("fan", (id, seq)).unwrap(), subscribers, 0);
-                }
-            })
-        })
-        .collect();
-    for publisher in publishers {
-        publisher.wait(PATIENCE);
-    }
-}
-
 #[test]
 fn per_publisher_order_holds_for_every_subscriber_with_several_publishers() {
     const PUBLISHERS: usize = 4;
@@ -649,7 +624,14 @@ fn per_publisher_order_holds_for_every_subscriber_with_several_publishers() {
         .workers(2)
         .build();
     let subs = subscribe_many(&broker, "fan", SUBSCRIBERS);
-    publish_in_order_from_threads(&broker, PUBLISHERS, PER_PUBLISHER, SUBSCRIBERS);
+    publish_in_order_from_threads(
+        &broker,
+        "fan",
+        PUBLISHERS,
+        PER_PUBLISHER,
+        SUBSCRIBERS,
+        PATIENCE,
+    );
     for sub in &subs {
         let got: Vec<_> = sub.try_iter().collect();
         assert_all_in_publisher_order(&got, PUBLISHERS, PER_PUBLISHER);
@@ -678,7 +660,14 @@ fn striped_publishes_to_busy_subscribers_deliver_everything_in_order() {
         .into_iter()
         .map(|sub| spawn_pending(move || sub.iter().collect::<Vec<_>>()))
         .collect();
-    publish_in_order_from_threads(&broker, PUBLISHERS, per_publisher, SUBSCRIBERS);
+    publish_in_order_from_threads(
+        &broker,
+        "fan",
+        PUBLISHERS,
+        per_publisher,
+        SUBSCRIBERS,
+        PATIENCE,
+    );
     broker.close();
     for subscriber in subscribers {
         assert_all_in_publisher_order(&subscriber.wait(PATIENCE), PUBLISHERS, per_publisher);

@@ -11,7 +11,7 @@ use syncmq::{
 };
 
 mod common;
-use common::assert_lowercase_without_period;
+use common::{assert_lowercase_without_period, publish_in_background, subscribe_many};
 
 /// How long a guarded wait may take before the test fails instead of hanging.
 const GUARD: Duration = Duration::from_secs(10);
@@ -326,10 +326,7 @@ fn zero_timeout_acts_like_drop() {
         let sub = broker.subscribe("t").unwrap();
         assert_eq!(broker.publish("t", 1).unwrap().delivered, 1);
         // Run on another thread: if a zero timeout waited like `Block`, this fails, not hangs.
-        let publisher = broker.clone();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        thread::spawn(move || tx.send(publisher.publish("t", 2).unwrap()));
-        let report = rx
+        let (report, _) = publish_in_background(&broker, "t", 2)
             .recv_timeout(GUARD)
             .expect("zero timeout publish blocked");
         assert_eq!((report.delivered, report.dropped), (0, 1));
@@ -345,7 +342,7 @@ fn no_workers_delivers_everything_inline() {
         .dispatch_threshold(2)
         .capacity(128)
         .build();
-    let subs: Vec<_> = (0..50).map(|_| broker.subscribe("t").unwrap()).collect();
+    let subs = subscribe_many(&broker, "t", 50);
     for i in 0..100u32 {
         let report = broker.publish("t", i).unwrap();
         assert_eq!((report.delivered, report.dropped), (50, 0));
@@ -369,7 +366,7 @@ fn dispatch_threshold_below_two_still_delivers() {
             .workers(2)
             .dispatch_threshold(threshold)
             .build();
-        let subs: Vec<_> = (0..3).map(|_| broker.subscribe("t").unwrap()).collect();
+        let subs = subscribe_many(&broker, "t", 3);
         for i in 0..20u32 {
             assert_eq!(broker.publish("t", i).unwrap().delivered, 3);
         }

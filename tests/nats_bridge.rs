@@ -12,19 +12,9 @@ use std::time::{Duration, Instant};
 use nats_server::NatsServer;
 use syncmq::{Bridge, BridgeError, Broker, Error, Overflow, Subscription, TopicError};
 
-/// Generous bound on anything the tests wait for (a loaded 2-core machine, reconnect backoff
-/// of up to 4 s).
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Polls `done` every few milliseconds until it holds; panics after [`PATIENCE`].
-#[track_caller]
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+mod common;
+// `PATIENCE` (30 s) also covers the bridge's reconnect backoff of up to 4 s.
+use common::{PATIENCE, wait_until};
 
 fn broker<T: Clone + Send + 'static>() -> Broker<T> {
     Broker::builder()

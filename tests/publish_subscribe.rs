@@ -13,7 +13,10 @@ use syncmq::{
 };
 
 mod common;
-use common::{GUARD, spawn_guarded, subscribe_many};
+use common::{
+    GUARD, assert_all_in_publisher_order, publish_in_order_from_threads, spawn_guarded,
+    subscribe_many,
+};
 
 /// Messages per publisher in the threaded tests.
 const COUNT: usize = if cfg!(miri) { 100 } else { 2_000 };
@@ -56,7 +59,7 @@ fn smoke_published_message_reaches_subscriber() {
 #[test]
 fn every_subscriber_gets_every_message_in_publish_order() {
     let broker = Broker::builder().capacity(128).build();
-    let subs: Vec<_> = (0..3).map(|_| broker.subscribe("t").unwrap()).collect();
+    let subs = subscribe_many(&broker, "t", 3);
     for i in 0..100u32 {
         let report = broker.publish("t", i).unwrap();
         assert_eq!(report.delivered, 3, "message {i}");
@@ -81,7 +84,7 @@ fn every_subscriber_gets_every_message_in_publish_order() {
 #[test]
 fn message_is_queued_for_every_subscriber_when_publish_returns() {
     let broker = Broker::builder().capacity(4).build();
-    let subs: Vec<_> = (0..5).map(|_| broker.subscribe("sync").unwrap()).collect();
+    let subs = subscribe_many(&broker, "sync", 5);
     for i in 0..50u32 {
         broker.publish("sync", i).unwrap();
         // No waiting of any kind: the message must already be in every queue.
@@ -99,7 +102,7 @@ fn message_is_queued_for_every_subscriber_when_striped_publish_returns() {
         .workers(2)
         .dispatch_threshold(2)
         .build();
-    let subs: Vec<_> = (0..16).map(|_| broker.subscribe("sync").unwrap()).collect();
+    let subs = subscribe_many(&broker, "sync", 16);
     for i in 0..200u32 {
         let report = broker.publish("sync", i).unwrap();
         assert_eq!((report.delivered, report.dropped), (16, 0));
@@ -508,46 +511,32 @@ fn capacity_zero_delivers_to_receiving_thread() {
 
 /// Several threads publish `(publisher, sequence)` pairs to one topic; every subscriber drains
 /// on its own thread and must see every message, each publisher's in order.
-fn check_per_publisher_order(broker: &Broker<(usize, usize)>, subscribers: usize) {
+fn check_per_publisher_order(broker: &Broker<(usize, u64)>, subscribers: usize) {
     const PUBLISHERS: usize = 4;
+    const PER_PUBLISHER: u64 = COUNT as u64;
     let subs = subscribe_many(broker, "ordered", subscribers);
-    let start = Arc::new(Barrier::new(PUBLISHERS));
     let consumers: Vec<_> = subs
         .into_iter()
-        .map(|sub| {
-            spawn_guarded(move || {
-                let mut next = [0usize; PUBLISHERS];
-                for (publisher, seq) in sub.iter() {
-                    assert_eq!(seq, next[publisher], "publisher {publisher} out of order");
-                    next[publisher] += 1;
-                }
-                next
-            })
-        })
+        .map(|sub| spawn_guarded(move || sub.iter().collect::<Vec<_>>()))
         .collect();
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|publisher| {
-            let broker = broker.clone();
-            let start = start.clone();
-            spawn_guarded(move || {
-                start.wait();
-                for seq in 0..COUNT {
-                    let report = broker.publish("ordered", (publisher, seq)).unwrap();
-                    assert_eq!((report.delivered, report.dropped), (subscribers, 0));
-                }
-            })
-        })
-        .collect();
-    for publisher in publishers {
-        publisher.join();
-    }
+    publish_in_order_from_threads(
+        broker,
+        "ordered",
+        PUBLISHERS,
+        PER_PUBLISHER,
+        subscribers,
+        GUARD,
+    );
     broker.close();
     for consumer in consumers {
-        assert_eq!(consumer.join(), [COUNT; PUBLISHERS]);
+        assert_all_in_publisher_order(&consumer.join(), PUBLISHERS, PER_PUBLISHER);
     }
     let stats = broker.stats();
-    assert_eq!(stats.published, (PUBLISHERS * COUNT) as u64);
-    assert_eq!(stats.delivered, (PUBLISHERS * COUNT * subscribers) as u64);
+    assert_eq!(stats.published, PUBLISHERS as u64 * PER_PUBLISHER);
+    assert_eq!(
+        stats.delivered,
+        PUBLISHERS as u64 * PER_PUBLISHER * subscribers as u64
+    );
     assert_eq!(stats.dropped, 0);
 }
 

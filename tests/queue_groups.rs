@@ -2,30 +2,23 @@
 //! members leaving, exactly-once delivery under concurrency, and fair spreading.
 
 use std::collections::HashSet;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::select;
+use crossbeam_channel::{RecvTimeoutError, select};
 use syncmq::{
-    Broker, Error, MAX_TOPIC_LEN, Overflow, PublishReport, RecvError, Subscription,
-    SubscriptionStatus, TopicError,
+    Broker, Error, MAX_TOPIC_LEN, Overflow, RecvError, Subscription, SubscriptionStatus, TopicError,
 };
 
 mod common;
-use common::{assert_per_publisher_order, drain, opts};
+use common::{
+    PublishDone, assert_per_publisher_order, drain, opts, publish_in_background,
+    subscribe_group_many, subscribe_many, wait_for_published,
+};
 
 /// Generous bound for "returns promptly" on a loaded 2-core machine.
 const PROMPT: Duration = Duration::from_secs(10);
-
-/// Waits (without sleeping) until `broker` has counted `n` publishes: a publish is counted
-/// after it has taken its snapshot of the subscribers and before it delivers.
-fn wait_for_published<T: Clone + Send + 'static>(broker: &Broker<T>, n: u64) {
-    while broker.stats().published < n {
-        thread::yield_now();
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Smoke
@@ -55,10 +48,8 @@ fn each_message_goes_to_one_member_and_to_every_plain_subscriber() {
 #[test]
 fn a_group_delivery_counts_as_one_delivery() {
     let broker = Broker::new();
-    let members: Vec<_> = (0..3)
-        .map(|_| broker.subscribe_group("t", "g").unwrap())
-        .collect();
-    let plain: Vec<_> = (0..2).map(|_| broker.subscribe("t").unwrap()).collect();
+    let members = subscribe_group_many(&broker, "t", "g", 3);
+    let plain = subscribe_many(&broker, "t", 2);
     for n in 0..6 {
         let report = broker.publish("t", n).unwrap();
         assert_eq!(
@@ -89,9 +80,7 @@ fn a_group_delivery_counts_as_one_delivery() {
 #[test]
 fn members_with_room_share_the_messages_round_robin() {
     let broker = Broker::new();
-    let members: Vec<_> = (0..3)
-        .map(|_| broker.subscribe_group("t", "g").unwrap())
-        .collect();
+    let members = subscribe_group_many(&broker, "t", "g", 3);
     for n in 0..9 {
         broker.publish("t", n).unwrap();
     }
@@ -107,12 +96,8 @@ fn members_with_room_share_the_messages_round_robin() {
 #[test]
 fn two_groups_on_the_same_pattern_each_get_one_copy() {
     let broker = Broker::new();
-    let billing: Vec<_> = (0..2)
-        .map(|_| broker.subscribe_group("orders.*", "billing").unwrap())
-        .collect();
-    let shipping: Vec<_> = (0..3)
-        .map(|_| broker.subscribe_group("orders.*", "shipping").unwrap())
-        .collect();
+    let billing = subscribe_group_many(&broker, "orders.*", "billing", 2);
+    let shipping = subscribe_group_many(&broker, "orders.*", "shipping", 3);
     for n in 0..12 {
         let report = broker.publish("orders.new", n).unwrap();
         assert_eq!((report.delivered, report.dropped, report.groups), (2, 0, 2));
@@ -183,9 +168,7 @@ fn when_every_member_is_full_one_drop_is_counted_per_message() {
         .capacity(1)
         .overflow(Overflow::Drop)
         .build();
-    let members: Vec<_> = (0..3)
-        .map(|_| broker.subscribe_group("t", "g").unwrap())
-        .collect();
+    let members = subscribe_group_many(&broker, "t", "g", 3);
     let plain = broker.subscribe_with("t", opts().capacity(100)).unwrap();
     for n in 0..3 {
         let report = broker.publish("t", n).unwrap();
@@ -308,10 +291,8 @@ fn the_last_member_leaving_removes_the_group() {
 #[test]
 fn groups_are_served_when_the_fanout_is_striped_over_the_pool() {
     let broker = Broker::builder().dispatch_threshold(4).workers(2).build();
-    let plain: Vec<_> = (0..10).map(|_| broker.subscribe("t").unwrap()).collect();
-    let members: Vec<_> = (0..3)
-        .map(|_| broker.subscribe_group("t", "g").unwrap())
-        .collect();
+    let plain = subscribe_many(&broker, "t", 10);
+    let members = subscribe_group_many(&broker, "t", "g", 3);
     for n in 0..30 {
         let report = broker.publish("t", n).unwrap();
         assert_eq!(
@@ -366,31 +347,6 @@ fn group_names_are_validated() {
 // ---------------------------------------------------------------------------------------------
 // Threaded
 
-#[test]
-fn when_every_member_is_full_block_waits_until_the_group_has_room() {
-    let broker = Broker::builder()
-        .capacity(1)
-        .overflow(Overflow::Block)
-        .build();
-    let a = broker.subscribe_group("t", "g").unwrap();
-    let b = broker.subscribe_group("t", "g").unwrap();
-    broker.publish("t", 0).unwrap();
-    broker.publish("t", 1).unwrap();
-    let publisher = {
-        let broker = broker.clone();
-        thread::spawn(move || broker.publish("t", 2).unwrap())
-    };
-    wait_for_published(&broker, 3);
-    // Make room in both members; whichever the publish waits on takes the message.
-    let mut got = vec![a.recv().unwrap(), b.recv().unwrap()];
-    let report = publisher.join().unwrap();
-    assert_eq!((report.delivered, report.dropped, report.groups), (1, 0, 1));
-    got.extend(drain(&a));
-    got.extend(drain(&b));
-    got.sort_unstable();
-    assert_eq!(got, [0, 1, 2]);
-}
-
 /// A group "g" of two one-message members `a` and `b` on "t" with `Block`, both full (with 0
 /// and 1), and a publish of 2 waiting on another thread; returns the broker, `a`, `b` and the
 /// receiver of that publish's report.
@@ -398,7 +354,7 @@ fn group_of_two_full_with_a_publish_waiting() -> (
     Broker<i32>,
     Subscription<i32>,
     Subscription<i32>,
-    mpsc::Receiver<PublishReport>,
+    PublishDone,
 ) {
     let broker = Broker::builder()
         .capacity(1)
@@ -408,14 +364,25 @@ fn group_of_two_full_with_a_publish_waiting() -> (
     let b = broker.subscribe_group("t", "g").unwrap();
     broker.publish("t", 0).unwrap(); // a
     broker.publish("t", 1).unwrap(); // b
-    let (done, publish_result) = mpsc::channel();
-    {
-        let broker = broker.clone();
-        // Both full: the publish waits on the member whose turn it is, `a`.
-        thread::spawn(move || done.send(broker.publish("t", 2).unwrap()).unwrap());
-    }
+    // Both full: the publish waits on the member whose turn it is, `a`.
+    let publish_result = publish_in_background(&broker, "t", 2);
     wait_for_published(&broker, 3);
     (broker, a, b, publish_result)
+}
+
+#[test]
+fn when_every_member_is_full_block_waits_until_the_group_has_room() {
+    let (_broker, a, b, publish_result) = group_of_two_full_with_a_publish_waiting();
+    // Make room in both members; whichever the publish waits on takes the message.
+    let mut got = vec![a.recv().unwrap(), b.recv().unwrap()];
+    let (report, _) = publish_result
+        .recv_timeout(PROMPT)
+        .expect("the publish stalled although both members made room");
+    assert_eq!((report.delivered, report.dropped, report.groups), (1, 0, 1));
+    got.extend(drain(&a));
+    got.extend(drain(&b));
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 2]);
 }
 
 #[test]
@@ -423,7 +390,7 @@ fn a_member_dropped_while_a_publish_waits_on_it_does_not_stall_the_group() {
     let (broker, a, b, publish_result) = group_of_two_full_with_a_publish_waiting();
     drop(a);
     assert_eq!(b.recv(), Ok(1));
-    let report = publish_result
+    let (report, _) = publish_result
         .recv_timeout(PROMPT)
         .expect("the publish stalled on a member that left");
     assert_eq!(report.routed(), 1);
@@ -449,7 +416,7 @@ fn a_member_leaving_while_a_publish_waits_on_it_does_not_lose_the_message() {
     );
     // `b` makes room: the group's message reaches its remaining member.
     assert_eq!(b.recv(), Ok(1));
-    let report = publish_result.recv_timeout(PROMPT).unwrap();
+    let (report, _) = publish_result.recv_timeout(PROMPT).unwrap();
     assert_eq!(
         (report.delivered, report.dropped, report.groups),
         (1, 0, 1),
@@ -636,22 +603,13 @@ fn a_member_leaving_while_a_publish_waits_on_many_queues_passes_the_message_on()
             .capacity(1)
             .overflow(Overflow::Block)
             .build();
-        let plain: Vec<_> = (0..PLAIN)
-            .map(|_| broker.subscribe("many.x").unwrap())
-            .collect();
+        let plain = subscribe_many(&broker, "many.x", PLAIN);
         assert_eq!(broker.publish("many.x", 0).unwrap().delivered, PLAIN);
-        let mut members = vec![
-            broker.subscribe_group("many.*", "g").unwrap(),
-            broker.subscribe_group("many.*", "g").unwrap(),
-        ];
+        let mut members = subscribe_group_many(&broker, "many.*", "g", 2);
         // Fill both members through a topic the plain subscribers do not hear.
         broker.publish("many.y", 0).unwrap();
         broker.publish("many.y", 0).unwrap();
-        let (done, report) = mpsc::channel();
-        {
-            let broker = broker.clone();
-            thread::spawn(move || done.send(broker.publish("many.x", 1).unwrap()).unwrap());
-        }
+        let report = publish_in_background(&broker, "many.x", 1);
         wait_for_published(&broker, 4);
         // One member leaves, full; in one of the two rounds it is the one being waited on.
         assert_eq!(members.remove(leaving).unsubscribe(), [0]);
@@ -660,7 +618,7 @@ fn a_member_leaving_while_a_publish_waits_on_many_queues_passes_the_message_on()
             assert_eq!(sub.recv_timeout(PROMPT), Ok(0));
         }
         assert_eq!(staying.recv_timeout(PROMPT), Ok(0));
-        let report = report.recv_timeout(PROMPT).expect("the publish stalled");
+        let (report, _) = report.recv_timeout(PROMPT).expect("the publish stalled");
         assert_eq!(
             (report.delivered, report.dropped, report.groups),
             (PLAIN + 1, 0, 1)

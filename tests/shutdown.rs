@@ -172,7 +172,7 @@ fn publish_and_subscribe_after_close_return_closed() {
 #[test]
 fn every_receive_method_drains_the_queue_before_reporting_closed() {
     let broker = Broker::<u32>::builder().capacity(8).build();
-    let subs: Vec<_> = (0..8).map(|_| broker.subscribe("t").unwrap()).collect();
+    let subs = subscribe_many(&broker, "t", 8);
     for n in 0..3 {
         assert_report(broker.publish("t", n).unwrap(), 8, 0);
     }
@@ -335,7 +335,7 @@ fn close_from_many_threads_at_once_is_idempotent() {
             .dispatch_threshold(2)
             .workers(2)
             .build();
-        let subs: Vec<_> = (0..4).map(|_| broker.subscribe("t").unwrap()).collect();
+        let subs = subscribe_many(&broker, "t", 4);
         broker.publish("t", 1).unwrap();
         let start = Arc::new(std::sync::Barrier::new(THREADS));
         let closers: Vec<_> = (0..THREADS)
@@ -590,7 +590,7 @@ fn dropping_the_last_handle_wakes_a_blocked_subscriber() {
 fn subscribers_drain_what_was_queued_at_close_on_their_own_threads() {
     const MESSAGES: u32 = 50;
     let broker = Broker::<u32>::builder().capacity(MESSAGES as usize).build();
-    let subs: Vec<_> = (0..6).map(|_| broker.subscribe("t").unwrap()).collect();
+    let subs = subscribe_many(&broker, "t", 6);
     for n in 0..MESSAGES {
         broker.publish("t", n).unwrap();
     }

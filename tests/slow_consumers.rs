@@ -11,7 +11,7 @@ use syncmq::{
 };
 
 mod common;
-use common::opts;
+use common::{opts, subscribe_many};
 
 /// Generous upper bound for "returns promptly" on a loaded 2-core machine.
 const PROMPT: Duration = Duration::from_secs(2);
@@ -468,7 +468,7 @@ fn publish_timeout_bounds_a_publish_to_twenty_stalled_subscribers() {
         .dispatch_threshold(4)
         .workers(2)
         .build();
-    let stalled: Vec<_> = (0..20).map(|_| broker.subscribe("t").unwrap()).collect();
+    let stalled = subscribe_many(&broker, "t", 20);
     broker.publish("t", 0).unwrap(); // fills every queue
 
     let start = Instant::now();
@@ -504,7 +504,7 @@ fn eviction_under_concurrent_publishers_is_counted_once() {
         .overflow(Overflow::Drop)
         .evict_after(5)
         .build();
-    let dead: Vec<_> = (0..8).map(|_| broker.subscribe("t").unwrap()).collect();
+    let dead = subscribe_many(&broker, "t", 8);
     let barrier = Arc::new(Barrier::new(4));
     let publishers: Vec<_> = (0..4)
         .map(|_| {

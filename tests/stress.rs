@@ -10,10 +10,7 @@ use crossbeam_channel::{bounded, select, unbounded};
 use syncmq::{Broker, Error, Overflow, Subscription, TryRecvError};
 
 mod common;
-use common::{OrderCheck, spawn_pending, stress_factor};
-
-/// How long to wait for another thread before declaring the test failed.
-const PATIENCE: Duration = Duration::from_secs(60);
+use common::{GUARD, OrderCheck, spawn_pending, stress_factor};
 
 /// A message: (publisher id, that publisher's sequence number).
 type Msg = (usize, u64);
@@ -165,13 +162,13 @@ fn churn_with_a_close_in_the_middle(overflow: Overflow, publishes_before_close: 
     drop(going_tx);
 
     for _ in 0..PUBLISHERS + CHURNERS {
-        going_rx.recv_timeout(PATIENCE).unwrap();
+        going_rx.recv_timeout(GUARD).unwrap();
     }
     broker.close();
 
     let mut total = Published::default();
     for publisher in publishers {
-        let p = publisher.wait(PATIENCE);
+        let p = publisher.wait(GUARD);
         for (t, ok) in p.ok_per_topic.iter().enumerate() {
             total.ok_per_topic[t] += ok;
         }
@@ -181,7 +178,7 @@ fn churn_with_a_close_in_the_middle(overflow: Overflow, publishes_before_close: 
     let mut accounted = 0;
     let mut subscriber_drops = 0;
     for subscriber in stable {
-        let (topic, got, dropped) = subscriber.wait(PATIENCE);
+        let (topic, got, dropped) = subscriber.wait(GUARD);
         // There from start to close: every successful publish to its topic was routed to it,
         // and it either got it or counted it.
         assert_eq!(
@@ -194,7 +191,7 @@ fn churn_with_a_close_in_the_middle(overflow: Overflow, publishes_before_close: 
         subscriber_drops += dropped;
     }
     for churner in churners {
-        let seen = churner.wait(PATIENCE);
+        let seen = churner.wait(GUARD);
         accounted += seen.got;
         subscriber_drops += seen.dropped;
     }
@@ -260,7 +257,7 @@ fn concurrent_subscribes_and_unsubscribes_lose_no_subscription() {
             })
             .collect();
         let kept: Vec<Subscription<u32>> =
-            threads.into_iter().flat_map(|t| t.wait(PATIENCE)).collect();
+            threads.into_iter().flat_map(|t| t.wait(GUARD)).collect();
         assert_eq!(broker.subscriber_count("t"), THREADS * KEPT);
         assert_eq!(broker.subscriber_count("u"), 0);
         let stats = broker.stats();
@@ -380,17 +377,17 @@ fn a_subscription_living_through_a_window_of_publishes_gets_all_of_them_despite_
         });
         window.store(round << 1 | 1, Ordering::SeqCst);
         for _ in 0..PUBLISHERS {
-            reached_rx.recv_timeout(PATIENCE).unwrap();
+            reached_rx.recv_timeout(GUARD).unwrap();
         }
         window.store(round << 1, Ordering::SeqCst);
         let mut ranges = Vec::new();
         for _ in 0..PUBLISHERS {
-            let (id, r, first, last) = range_rx.recv_timeout(PATIENCE).unwrap();
+            let (id, r, first, last) = range_rx.recv_timeout(GUARD).unwrap();
             assert_eq!(r, round);
             ranges.push((id, first, last));
         }
         done_tx.send(()).unwrap();
-        let got = reader.wait(PATIENCE);
+        let got = reader.wait(GUARD);
 
         let mut order = OrderCheck::new(PUBLISHERS);
         for &msg in &got {
@@ -411,9 +408,9 @@ fn a_subscription_living_through_a_window_of_publishes_gets_all_of_them_despite_
     }
     stop.store(true, Ordering::SeqCst);
     for publisher in publishers {
-        publisher.wait(PATIENCE);
+        publisher.wait(GUARD);
     }
-    let cycles: u64 = churners.into_iter().map(|c| c.wait(PATIENCE)).sum();
+    let cycles: u64 = churners.into_iter().map(|c| c.wait(GUARD)).sum();
     assert!(cycles > 0);
     broker.close();
 }

@@ -13,7 +13,7 @@ use syncmq::{
 };
 
 mod common;
-use common::{drain, opts, proptest_config_persisting_to};
+use common::{assert_all_in_publisher_order, drain, opts, proptest_config_persisting_to};
 
 /// More distinct topics than the route cache holds (`ROUTE_CACHE_CAPACITY` is 4096 in
 /// `src/registry.rs`), so publishing to all of them forces evictions.
@@ -616,7 +616,7 @@ proptest! {
 #[test]
 fn per_publisher_order_holds_for_wildcard_subscribers_with_concurrent_publishers() {
     const PUBLISHERS: usize = 4;
-    const PER_PUBLISHER: usize = 2_000;
+    const PER_PUBLISHER: u64 = 2_000;
     let broker = Broker::builder().overflow(Overflow::Block).build();
     let deep = broker.subscribe("o.>").unwrap();
     let two_levels = broker.subscribe("o.*.*").unwrap();
@@ -628,7 +628,7 @@ fn per_publisher_order_holds_for_wildcard_subscribers_with_concurrent_publishers
             let barrier = barrier.clone();
             thread::spawn(move || {
                 barrier.wait();
-                sub.iter().collect::<Vec<(usize, usize)>>()
+                sub.iter().collect::<Vec<(usize, u64)>>()
             })
         })
         .collect();
@@ -652,12 +652,8 @@ fn per_publisher_order_holds_for_wildcard_subscribers_with_concurrent_publishers
     broker.close();
     for consumer in consumers {
         let seen = consumer.join().unwrap();
-        assert_eq!(seen.len(), PUBLISHERS * PER_PUBLISHER);
-        let mut next = [0; PUBLISHERS];
-        for (p, n) in seen {
-            assert_eq!(n, next[p], "publisher {p} out of order");
-            next[p] += 1;
-        }
+        assert_eq!(seen.len(), PUBLISHERS * PER_PUBLISHER as usize);
+        assert_all_in_publisher_order(&seen, PUBLISHERS, PER_PUBLISHER);
     }
 }
 

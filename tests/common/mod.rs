@@ -10,6 +10,7 @@
 
 use std::fmt::Debug;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -160,6 +161,53 @@ pub(crate) fn subscribe_many<T: Clone + Send + 'static>(
     (0..n).map(|_| broker.subscribe(topic).unwrap()).collect()
 }
 
+/// `n` members of queue group `group` on `pattern`.
+pub(crate) fn subscribe_group_many<T: Clone + Send + 'static>(
+    broker: &Broker<T>,
+    pattern: &str,
+    group: &str,
+    n: usize,
+) -> Vec<Subscription<T>> {
+    (0..n)
+        .map(|_| broker.subscribe_group(pattern, group).unwrap())
+        .collect()
+}
+
+/// Waits (without sleeping; bounded by [`PATIENCE`]) until `broker` has counted `n`
+/// publishes: a publish is counted after it has taken its snapshot of the subscribers and
+/// before it delivers, so a publish on another thread is then committed to its subscribers.
+#[track_caller]
+pub(crate) fn wait_for_published<T: Clone + Send + 'static>(broker: &Broker<T>, n: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    while broker.stats().published < n {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {n} publishes"
+        );
+        thread::yield_now();
+    }
+}
+
+/// Receives a background publish's report and how long the publish took.
+pub(crate) type PublishDone = Receiver<(PublishReport, Duration)>;
+
+/// Publishes `msg` to `topic` on another thread; returns a receiver for the report and how long
+/// the publish took, sent when `publish` returns. The receiver disconnects if it panics.
+pub(crate) fn publish_in_background<T: Clone + Send + 'static>(
+    broker: &Broker<T>,
+    topic: &'static str,
+    msg: T,
+) -> PublishDone {
+    let broker = broker.clone();
+    let (done_tx, done_rx) = bounded(1);
+    thread::spawn(move || {
+        let start = Instant::now();
+        let report = broker.publish(topic, msg).unwrap();
+        let _ = done_tx.send((report, start.elapsed()));
+    });
+    done_rx
+}
+
 /// Receives everything queued now.
 pub(crate) fn drain<T>(sub: &Subscription<T>) -> Vec<T> {
     sub.try_iter().collect()
@@ -217,6 +265,36 @@ impl<S: Ord + Copy + Debug> OrderCheck<S> {
         );
         self.last[publisher] = Some(seq);
         self.count += 1;
+    }
+}
+
+/// Publishes `(id, 0..per_publisher)` to `topic` from each of `publishers` threads, started
+/// together, checking that each publish reaches all `subscribers` and drops nothing; returns
+/// when every publisher is done, waiting at most `within` for each.
+#[track_caller]
+pub(crate) fn publish_in_order_from_threads(
+    broker: &Broker<(usize, u64)>,
+    topic: &'static str,
+    publishers: usize,
+    per_publisher: u64,
+    subscribers: usize,
+    within: Duration,
+) {
+    let start = Arc::new(Barrier::new(publishers));
+    let publishers: Vec<_> = (0..publishers)
+        .map(|id| {
+            let broker = broker.clone();
+            let start = start.clone();
+            spawn_pending(move || {
+                start.wait();
+                for seq in 0..per_publisher {
+                    assert_report(broker.publish(topic, (id, seq)).unwrap(), subscribers, 0);
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.wait(within);
     }
 }
 
