@@ -36,6 +36,7 @@
 
 mod common;
 
+use std::any::Any;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -353,17 +354,11 @@ fn bench_subscribe_unsubscribe(c: &mut Criterion) {
 
 /// `stalled` subscribers that never read, with full queues, listed first, then `fast` ones
 /// draining on their own threads; default capacity and 5 ms timeout.
-enum Stalled {
-    Syncmq {
-        broker: Broker<Payload>,
-        _stalled: Vec<syncmq::Subscription<Payload>>,
-        consumers: Vec<JoinHandle<()>>,
-    },
-    Crossbeam {
-        senders: Vec<Sender<Payload>>,
-        _stalled: Vec<Receiver<Payload>>,
-        consumers: Vec<JoinHandle<()>>,
-    },
+struct Stalled {
+    sink: Sink<Payload>,
+    /// Kept open, never read: the stalled subscriptions, or the stalled channels' receivers.
+    _stalled: Box<dyn Any>,
+    consumers: Vec<JoinHandle<()>>,
 }
 
 impl Stalled {
@@ -386,9 +381,9 @@ impl Stalled {
             .collect();
         let report = broker.publish(TOPIC, payload(0)).expect("open broker");
         assert_eq!((report.delivered, report.dropped), (fast, stalled));
-        Stalled::Syncmq {
-            broker,
-            _stalled: stalled_subs,
+        Stalled {
+            sink: Sink::Syncmq(broker),
+            _stalled: Box::new(stalled_subs),
             consumers,
         }
     }
@@ -411,19 +406,17 @@ impl Stalled {
                 spawn_consumer(i, move || receiver.iter().for_each(drop))
             })
             .collect();
-        Stalled::Crossbeam {
-            senders,
-            _stalled: stalled_receivers,
+        Stalled {
+            sink: Sink::Crossbeam(senders),
+            _stalled: Box::new(stalled_receivers),
             consumers,
         }
     }
 
     fn publish(&self, msg: Payload) -> usize {
-        match self {
-            Stalled::Syncmq { broker, .. } => {
-                broker.publish(TOPIC, msg).expect("open broker").dropped
-            }
-            Stalled::Crossbeam { senders, .. } => senders
+        match &self.sink {
+            Sink::Syncmq(broker) => broker.publish(TOPIC, msg).expect("open broker").dropped,
+            Sink::Crossbeam(senders) => senders
                 .iter()
                 .filter(|s| s.send_timeout(msg.clone(), DEFAULT_SEND_TIMEOUT).is_err())
                 .count(),
@@ -433,21 +426,8 @@ impl Stalled {
 
 impl Drop for Stalled {
     fn drop(&mut self) {
-        let consumers = match self {
-            Stalled::Syncmq {
-                broker, consumers, ..
-            } => {
-                broker.close();
-                consumers
-            }
-            Stalled::Crossbeam {
-                senders, consumers, ..
-            } => {
-                senders.clear();
-                consumers
-            }
-        };
-        join_consumers(consumers);
+        self.sink.close();
+        join_consumers(&mut self.consumers);
     }
 }
 

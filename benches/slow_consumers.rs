@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{join_consumers, median, rounds_from_env, spawn_consumer};
+use common::{Sink, join_consumers, median, rounds_from_env, spawn_consumer};
 use criterion::{BenchmarkId, Criterion, SamplingMode};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use syncmq::{Broker, DEFAULT_CAPACITY, DEFAULT_SEND_TIMEOUT, Overflow, Subscription};
 
 /// The message: a cheap-to-clone handle on a cache line of bytes.
@@ -85,18 +85,12 @@ impl Shape {
 }
 
 /// 10 fast consumers (and maybe a stalled subscriber) behind one way of publishing.
-enum Fixture {
-    Syncmq {
-        broker: Broker<Payload>,
-        _stalled: Option<Subscription<Payload>>,
-        consumers: Vec<JoinHandle<()>>,
-        /// Subscribers each publish is expected to miss.
-        misses: usize,
-    },
-    Crossbeam {
-        senders: Vec<Sender<Payload>>,
-        consumers: Vec<JoinHandle<()>>,
-    },
+struct Fixture {
+    sink: Sink<Payload>,
+    _stalled: Option<Subscription<Payload>>,
+    consumers: Vec<JoinHandle<()>>,
+    /// Subscribers each publish is expected to miss.
+    misses: usize,
 }
 
 /// What building an evicting fixture cost: each publish until the eviction.
@@ -116,7 +110,13 @@ impl Fixture {
                     spawn_consumer(i, move || receiver.iter().for_each(drop))
                 })
                 .collect();
-            return (Fixture::Crossbeam { senders, consumers }, None);
+            let fixture = Fixture {
+                sink: Sink::Crossbeam(senders),
+                _stalled: None,
+                consumers,
+                misses: 0,
+            };
+            return (fixture, None);
         }
         let mut builder = Broker::builder().overflow(Overflow::Timeout(DEFAULT_SEND_TIMEOUT));
         if shape == Shape::StalledEvict {
@@ -156,8 +156,8 @@ impl Fixture {
             eviction = Some(Eviction { publishes });
         }
         let misses = usize::from(shape == Shape::Stalled);
-        let fixture = Fixture::Syncmq {
-            broker,
+        let fixture = Fixture {
+            sink: Sink::Syncmq(broker),
             _stalled: stalled,
             consumers,
             misses,
@@ -167,12 +167,12 @@ impl Fixture {
 
     /// One publish; returns the subscribers that missed it beyond the expected ones.
     fn publish(&self, msg: Payload) -> usize {
-        match self {
-            Fixture::Syncmq { broker, misses, .. } => {
+        match &self.sink {
+            Sink::Syncmq(broker) => {
                 let report = broker.publish(TOPIC, msg).expect("open broker");
-                report.dropped.saturating_sub(*misses)
+                report.dropped.saturating_sub(self.misses)
             }
-            Fixture::Crossbeam { senders, .. } => senders
+            Sink::Crossbeam(senders) => senders
                 .iter()
                 .filter(|s| s.send_timeout(msg.clone(), DEFAULT_SEND_TIMEOUT).is_err())
                 .count(),
@@ -193,19 +193,8 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let consumers = match self {
-            Fixture::Syncmq {
-                broker, consumers, ..
-            } => {
-                broker.close();
-                consumers
-            }
-            Fixture::Crossbeam { senders, consumers } => {
-                senders.clear();
-                consumers
-            }
-        };
-        join_consumers(consumers);
+        self.sink.close();
+        join_consumers(&mut self.consumers);
     }
 }
 

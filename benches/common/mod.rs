@@ -50,7 +50,10 @@ pub(crate) fn join_consumers(consumers: &mut Vec<JoinHandle<()>>) {
 }
 
 /// How a fixture with consumer threads publishes.
-#[allow(dead_code, reason = "used by the publish and routing benches only")]
+#[allow(
+    dead_code,
+    reason = "used by the publish, routing and slow_consumers benches only"
+)]
 pub(crate) enum Sink<T> {
     /// Through a broker, whose subscribers the consumer threads drain.
     Syncmq(Broker<T>),
@@ -59,7 +62,10 @@ pub(crate) enum Sink<T> {
     Crossbeam(Vec<Sender<T>>),
 }
 
-#[allow(dead_code, reason = "used by the publish and routing benches only")]
+#[allow(
+    dead_code,
+    reason = "used by the publish, routing and slow_consumers benches only"
+)]
 impl<T: Clone + Send + 'static> Sink<T> {
     /// Closes the consumers' queues: they drain what is left and their threads end.
     pub(crate) fn close(&mut self) {
