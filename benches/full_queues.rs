@@ -30,7 +30,7 @@ mod common;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{median, rounds_from_env};
+use common::{bench_fixture, median, rounds_from_env};
 use criterion::{BenchmarkId, Criterion};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use syncmq::{Broker, Overflow, Subscription};
@@ -153,11 +153,13 @@ fn bench_drain(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for k in SIZES {
         for syncmq in [false, true] {
-            let fixture = Fixture::new(syncmq, k);
             let name = if syncmq { "syncmq" } else { "crossbeam" };
-            group.bench_function(BenchmarkId::new(name, k), |b| {
-                b.iter_custom(|iters| fixture.run(iters))
-            });
+            bench_fixture(
+                &mut group,
+                BenchmarkId::new(name, k),
+                || Fixture::new(syncmq, k),
+                |b, fixture| b.iter_custom(|iters| fixture.run(iters)),
+            );
         }
     }
     group.finish();

@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{CHUNK, Sink, join_consumers, spawn_consumer, timed_chunks};
+use common::{CHUNK, Sink, bench_fixture, join_consumers, spawn_consumer, timed_chunks};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use crossbeam_channel::{Receiver, Sender};
 use syncmq::{Broker, BrokerBuilder, DEFAULT_CAPACITY, DEFAULT_SEND_TIMEOUT, Overflow};
@@ -219,20 +219,18 @@ fn bench_fanout(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     for n in [1, 10, 100, 1000] {
         group.throughput(Throughput::Elements(n as u64));
-        // Fixtures are built on first use, so a filtered-out benchmark spawns no threads, and
-        // dropped right after, so only one set of consumer threads exists at a time.
-        let mut fixture = None;
-        group.bench_with_input(BenchmarkId::new("syncmq", n), &n, |b, &n| {
-            let fixture = fixture.get_or_insert_with(|| Fanout::syncmq(n, fanout_broker()));
-            b.iter_custom(|iters| fixture.run(iters));
-        });
-        drop(fixture);
-        let mut fixture = None;
-        group.bench_with_input(BenchmarkId::new("crossbeam", n), &n, |b, &n| {
-            let fixture = fixture.get_or_insert_with(|| Fanout::crossbeam(n, DEFAULT_CAPACITY));
-            b.iter_custom(|iters| fixture.run(iters));
-        });
-        drop(fixture);
+        bench_fixture(
+            &mut group,
+            BenchmarkId::new("syncmq", n),
+            || Fanout::syncmq(n, fanout_broker()),
+            |b, fixture| b.iter_custom(|iters| fixture.run(iters)),
+        );
+        bench_fixture(
+            &mut group,
+            BenchmarkId::new("crossbeam", n),
+            || Fanout::crossbeam(n, DEFAULT_CAPACITY),
+            |b, fixture| b.iter_custom(|iters| fixture.run(iters)),
+        );
     }
     group.finish();
 }
@@ -247,17 +245,19 @@ fn bench_enqueue(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for n in [1, 10, 100, 1000] {
         group.throughput(Throughput::Elements(n as u64));
-        let mut fixture = None;
-        group.bench_with_input(BenchmarkId::new("syncmq", n), &n, |b, &n| {
+        bench_fixture(
+            &mut group,
+            BenchmarkId::new("syncmq", n),
             // Inline delivery: striping would hand sends to other threads.
-            let fixture = fixture.get_or_insert_with(|| Enqueue::syncmq(n, |b| b.workers(0)));
-            b.iter_custom(|iters| fixture.run(iters));
-        });
-        let mut fixture = None;
-        group.bench_with_input(BenchmarkId::new("crossbeam", n), &n, |b, &n| {
-            let fixture = fixture.get_or_insert_with(|| Enqueue::crossbeam(n));
-            b.iter_custom(|iters| fixture.run(iters));
-        });
+            || Enqueue::syncmq(n, |b| b.workers(0)),
+            |b, fixture| b.iter_custom(|iters| fixture.run(iters)),
+        );
+        bench_fixture(
+            &mut group,
+            BenchmarkId::new("crossbeam", n),
+            || Enqueue::crossbeam(n),
+            |b, fixture| b.iter_custom(|iters| fixture.run(iters)),
+        );
     }
     group.finish();
 }
@@ -441,20 +441,19 @@ fn bench_stalled(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for (stalled, fast) in [(1, 10), (5, 10)] {
         let shape = format!("{stalled}of{}", stalled + fast);
-        let mut fixture = None;
-        group.bench_function(BenchmarkId::new("syncmq", &shape), |b| {
-            let fixture = fixture.get_or_insert_with(|| Stalled::syncmq(stalled, fast));
-            let msg = payload(0);
-            b.iter(|| assert_eq!(fixture.publish(msg.clone()), stalled));
-        });
-        drop(fixture);
-        let mut fixture = None;
-        group.bench_function(BenchmarkId::new("crossbeam", &shape), |b| {
-            let fixture = fixture.get_or_insert_with(|| Stalled::crossbeam(stalled, fast));
-            let msg = payload(0);
-            b.iter(|| assert_eq!(fixture.publish(msg.clone()), stalled));
-        });
-        drop(fixture);
+        let msg = payload(0);
+        bench_fixture(
+            &mut group,
+            BenchmarkId::new("syncmq", &shape),
+            || Stalled::syncmq(stalled, fast),
+            |b, fixture| b.iter(|| assert_eq!(fixture.publish(msg.clone()), stalled)),
+        );
+        bench_fixture(
+            &mut group,
+            BenchmarkId::new("crossbeam", &shape),
+            || Stalled::crossbeam(stalled, fast),
+            |b, fixture| b.iter(|| assert_eq!(fixture.publish(msg.clone()), stalled)),
+        );
     }
     group.finish();
 }

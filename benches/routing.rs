@@ -45,7 +45,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{CHUNK, Sink, join_consumers, median, rounds_from_env, spawn_consumer, timed_chunks};
+use common::{
+    CHUNK, Sink, bench_fixture, join_consumers, median, rounds_from_env, spawn_consumer,
+    timed_chunks,
+};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use crossbeam_channel::{Receiver, Sender};
 use syncmq::{Broker, Overflow, SubscribeOptions, Subscription};
@@ -459,13 +462,12 @@ fn bench_groups(c: &mut Criterion) {
             .measurement_time(Duration::from_secs(2))
             .throughput(Throughput::Elements(group_def.elements));
         for v in &group_def.variants {
-            // Built on first use, so a filtered-out benchmark builds nothing; one fixture (and
-            // one set of consumer threads) at a time.
-            let mut fixture = None;
-            group.bench_function(BenchmarkId::from_parameter(v.id), |b| {
-                let fixture = fixture.get_or_insert_with(|| (v.build)());
-                b.iter_custom(|iters| fixture.run(iters));
-            });
+            bench_fixture(
+                &mut group,
+                BenchmarkId::from_parameter(v.id),
+                &v.build,
+                |b, fixture| b.iter_custom(|iters| fixture.run(iters)),
+            );
         }
         group.finish();
     }

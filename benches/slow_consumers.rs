@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{Sink, join_consumers, median, rounds_from_env, spawn_consumer};
+use common::{Sink, bench_fixture, join_consumers, median, rounds_from_env, spawn_consumer};
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use crossbeam_channel::Receiver;
 use syncmq::{Broker, DEFAULT_CAPACITY, DEFAULT_SEND_TIMEOUT, Overflow, Subscription};
@@ -215,18 +215,18 @@ fn bench_publish(c: &mut Criterion) {
                 .warm_up_time(Duration::from_secs(1))
                 .measurement_time(Duration::from_secs(3));
         }
-        // Built on first use, so a filtered-out benchmark spawns nothing; one set of consumer
-        // threads at a time.
-        let mut fixture = None;
-        group.bench_function(shape.id(), |b| {
-            let (fixture, _) = fixture.get_or_insert_with(|| Fixture::new(shape));
-            b.iter_custom(|iters| {
-                let (time, unexpected_misses) = fixture.run(iters);
-                assert_eq!(unexpected_misses, 0, "a fast subscriber missed a message");
-                time
-            });
-        });
-        drop(fixture);
+        bench_fixture(
+            &mut group,
+            shape.id(),
+            || Fixture::new(shape),
+            |b, (fixture, _)| {
+                b.iter_custom(|iters| {
+                    let (time, unexpected_misses) = fixture.run(iters);
+                    assert_eq!(unexpected_misses, 0, "a fast subscriber missed a message");
+                    time
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -9,6 +9,8 @@
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use criterion::measurement::WallTime;
+use criterion::{Bencher, BenchmarkGroup, BenchmarkId};
 use crossbeam_channel::Sender;
 use syncmq::Broker;
 
@@ -74,6 +76,19 @@ impl<T: Clone + Send + 'static> Sink<T> {
             Sink::Crossbeam(senders) => senders.clear(),
         }
     }
+}
+
+/// Benchmarks `id` in `group`: `bench` gets the fixture that `build` makes on first use, so a
+/// benchmark that a filter leaves out builds nothing, and that is dropped when this returns, so
+/// one fixture (and one set of consumer threads) exists at a time.
+pub(crate) fn bench_fixture<F>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    build: impl Fn() -> F,
+    mut bench: impl FnMut(&mut Bencher<'_>, &F),
+) {
+    let mut fixture = None;
+    group.bench_function(id, |b| bench(b, fixture.get_or_insert_with(&build)));
 }
 
 /// Runs `publish` `iters` times, passing the index (`0..iters`), in chunks of [`CHUNK`], timing
