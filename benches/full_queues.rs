@@ -30,7 +30,7 @@ mod common;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{bench_fixture, median, rounds_from_env};
+use common::{bench_fixture, interleaved, median, median_ratio, rounds_from_env};
 use criterion::{BenchmarkId, Criterion};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use syncmq::{Broker, Overflow, Subscription};
@@ -174,19 +174,14 @@ fn rounds(rounds: usize) {
     );
     for k in SIZES {
         let fixtures = [Fixture::new(false, k), Fixture::new(true, k)];
-        let mut times = [Vec::new(), Vec::new()];
-        for round in 0..rounds {
-            for j in 0..2 {
-                let i = (round + j) % 2;
-                times[i].push(fixtures[i].run(ITERS).as_secs_f64() / ITERS as f64);
-            }
-        }
-        let mut ratios: Vec<f64> = times[1].iter().zip(&times[0]).map(|(s, c)| s / c).collect();
+        let mut times = interleaved(rounds, 2, |_, i| {
+            fixtures[i].run(ITERS).as_secs_f64() / ITERS as f64
+        });
+        let ratio = median_ratio(&times[1], &times[0]);
         println!(
-            "  K = {k:>4}: crossbeam {:>8.1} µs  syncmq {:>8.1} µs  ratio {:.2}x",
+            "  K = {k:>4}: crossbeam {:>8.1} µs  syncmq {:>8.1} µs  ratio {ratio:.2}x",
             median(&mut times[0]) * 1e6,
             median(&mut times[1]) * 1e6,
-            median(&mut ratios),
         );
     }
 }

@@ -479,7 +479,7 @@ fn main() {
 
 /// The dispatch sweep: which threshold and worker count make large fan-outs fastest.
 mod sweep {
-    use super::common::median;
+    use super::common::{interleaved, median};
     use super::{DEFAULT_CAPACITY, Enqueue, Fanout, Overflow};
     use std::time::Duration;
     use syncmq::Broker;
@@ -661,34 +661,28 @@ mod sweep {
         verbose: bool,
     ) -> Vec<Vec<Sample>> {
         let iters = (shape.deliveries_per_sample() / n).max(1) as u64;
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); active.len()];
-        for round in 0..rounds {
-            for k in 0..active.len() {
-                // Rotate the order so no variant always runs right after another.
-                let i = (round + k) % active.len();
-                // One set of consumer threads at a time: with thousands of idle threads from
-                // other fixtures alive, fan-out to 1000 slowed down 100-fold here.
-                let fixture = active[i].fixture(shape, n);
-                fixture.run(iters / 4 + 1); // warm: pool threads spawned, caches hot
-                let cpu_before = process_cpu_seconds();
-                let elapsed = fixture.run(iters);
-                let cpu = process_cpu_seconds()
-                    .zip(cpu_before)
-                    .map(|(after, before)| after - before);
-                drop(fixture);
-                samples[i].push(Sample {
-                    wall: elapsed.as_secs_f64(),
-                    cpu,
-                });
-                if verbose {
-                    eprintln!(
-                        "N = {n} round {round} {}: {elapsed:?}, cpu {cpu:?}",
-                        active[i].label()
-                    );
-                }
+        interleaved(rounds, active.len(), |round, i| {
+            // One set of consumer threads at a time: with thousands of idle threads from
+            // other fixtures alive, fan-out to 1000 slowed down 100-fold here.
+            let fixture = active[i].fixture(shape, n);
+            fixture.run(iters / 4 + 1); // warm: pool threads spawned, caches hot
+            let cpu_before = process_cpu_seconds();
+            let elapsed = fixture.run(iters);
+            let cpu = process_cpu_seconds()
+                .zip(cpu_before)
+                .map(|(after, before)| after - before);
+            drop(fixture);
+            if verbose {
+                eprintln!(
+                    "N = {n} round {round} {}: {elapsed:?}, cpu {cpu:?}",
+                    active[i].label()
+                );
             }
-        }
-        samples
+            Sample {
+                wall: elapsed.as_secs_f64(),
+                cpu,
+            }
+        })
     }
 
     fn report(shape: Shape, n: usize, active: &[Variant], samples: &[Vec<Sample>]) {

@@ -46,8 +46,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{
-    CHUNK, Sink, bench_fixture, join_consumers, median, rounds_from_env, spawn_consumer,
-    timed_chunks,
+    CHUNK, Sink, bench_fixture, interleaved, join_consumers, median, median_ratio, rounds_from_env,
+    spawn_consumer, timed_chunks,
 };
 use criterion::{BenchmarkId, Criterion, Throughput};
 use crossbeam_channel::{Receiver, Sender};
@@ -491,25 +491,15 @@ fn rounds(rounds: usize) {
     for group in groups() {
         let count = group.variants.len();
         // A fresh fixture per sample: one set of consumer threads at a time.
-        let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); count];
-        for round in 0..rounds {
-            for k in 0..count {
-                let i = (round + k) % count;
-                let fixture = (group.variants[i].build)();
-                fixture.run(group.round_iters / 10); // warm up
-                let elapsed = fixture.run(group.round_iters);
-                drop(fixture);
-                per_op[i].push(elapsed.as_secs_f64() / group.round_iters as f64);
-            }
-        }
+        let per_op = interleaved(rounds, count, |_, i| {
+            let fixture = (group.variants[i].build)();
+            fixture.run(group.round_iters / 10); // warm up
+            let elapsed = fixture.run(group.round_iters);
+            drop(fixture);
+            elapsed.as_secs_f64() / group.round_iters as f64
+        });
         println!("{} (baseline: {})", group.name, group.variants[0].id);
-        let baseline = per_op[0].clone();
         for (i, v) in group.variants.iter().enumerate() {
-            let mut ratios: Vec<f64> = per_op[i]
-                .iter()
-                .zip(&baseline)
-                .map(|(t, b)| t / b)
-                .collect();
             let mut times = per_op[i].clone();
             let mid = median(&mut times);
             println!(
@@ -518,7 +508,7 @@ fn rounds(rounds: usize) {
                 human(mid),
                 human(times[0]),
                 human(times[times.len() - 1]),
-                median(&mut ratios),
+                median_ratio(&per_op[i], &per_op[0]),
                 group.elements as f64 / mid / 1e6,
             );
         }

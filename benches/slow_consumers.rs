@@ -26,7 +26,10 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{Sink, bench_fixture, join_consumers, median, rounds_from_env, spawn_consumer};
+use common::{
+    Sink, bench_fixture, interleaved, join_consumers, median, median_ratio, rounds_from_env,
+    spawn_consumer,
+};
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use crossbeam_channel::Receiver;
 use syncmq::{Broker, DEFAULT_CAPACITY, DEFAULT_SEND_TIMEOUT, Overflow, Subscription};
@@ -238,32 +241,22 @@ fn rounds(rounds: usize) {
          (min..max over rounds), and median over rounds of (variant time / crossbeam time)",
         thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); Shape::ALL.len()];
     let mut unexpected = vec![0usize; Shape::ALL.len()];
     let mut eviction_costs = Vec::new();
-    for round in 0..rounds {
-        for k in 0..Shape::ALL.len() {
-            let i = (round + k) % Shape::ALL.len();
-            let shape = Shape::ALL[i];
-            let (fixture, eviction) = Fixture::new(shape);
-            if let Some(eviction) = eviction {
-                eviction_costs.push(eviction.publishes);
-            }
-            let iters = if shape.slow() { 40 } else { 40_000 };
-            fixture.run(iters / 10); // warm up
-            let (elapsed, missed) = fixture.run(iters);
-            drop(fixture);
-            per_op[i].push(elapsed.as_secs_f64() / iters as f64);
-            unexpected[i] += missed;
+    let per_op = interleaved(rounds, Shape::ALL.len(), |_, i| {
+        let shape = Shape::ALL[i];
+        let (fixture, eviction) = Fixture::new(shape);
+        if let Some(eviction) = eviction {
+            eviction_costs.push(eviction.publishes);
         }
-    }
-    let baseline = per_op[0].clone();
+        let iters = if shape.slow() { 40 } else { 40_000 };
+        fixture.run(iters / 10); // warm up
+        let (elapsed, missed) = fixture.run(iters);
+        drop(fixture);
+        unexpected[i] += missed;
+        elapsed.as_secs_f64() / iters as f64
+    });
     for (i, shape) in Shape::ALL.iter().enumerate() {
-        let mut ratios: Vec<f64> = per_op[i]
-            .iter()
-            .zip(&baseline)
-            .map(|(v, b)| v / b)
-            .collect();
         let mut times = per_op[i].clone();
         let mid = median(&mut times);
         println!(
@@ -272,7 +265,7 @@ fn rounds(rounds: usize) {
             human(mid),
             human(times[0]),
             human(times[times.len() - 1]),
-            median(&mut ratios),
+            median_ratio(&per_op[i], &per_op[0]),
             unexpected[i],
         );
     }

@@ -127,6 +127,36 @@ pub(crate) fn rounds_from_env() -> Option<usize> {
         .map(|n| n.max(1))
 }
 
+/// Takes `rounds` samples of each of `count` variants, interleaved: each round calls
+/// `sample(round, variant)` once per variant, starting one variant further on each round, so that
+/// no variant always runs right after the same other one, and a noisy machine moves them all
+/// together. Returns each variant's samples, in round order.
+pub(crate) fn interleaved<S>(
+    rounds: usize,
+    count: usize,
+    mut sample: impl FnMut(usize, usize) -> S,
+) -> Vec<Vec<S>> {
+    let mut samples: Vec<Vec<S>> = (0..count).map(|_| Vec::with_capacity(rounds)).collect();
+    for round in 0..rounds {
+        for k in 0..count {
+            let variant = (round + k) % count;
+            samples[variant].push(sample(round, variant));
+        }
+    }
+    samples
+}
+
+/// The median over rounds of `times[r] / baseline[r]`: a variant's time relative to the
+/// baseline's in the same round.
+#[allow(
+    dead_code,
+    reason = "used by the routing, slow_consumers and full_queues benches only"
+)]
+pub(crate) fn median_ratio(times: &[f64], baseline: &[f64]) -> f64 {
+    let mut ratios: Vec<f64> = times.iter().zip(baseline).map(|(t, b)| t / b).collect();
+    median(&mut ratios)
+}
+
 /// The median of `values`, which it sorts (the upper one of an even count).
 pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
