@@ -11,7 +11,8 @@
 //! - `publish/enqueue/{syncmq,crossbeam}/{1,10,100,1000}`: the publishing thread's own cost per
 //!   delivery: N queues with room and nobody waiting on them (drained between timed chunks), so
 //!   no wake-ups and little scheduling noise. syncmq delivers inline here.
-//! - `publish/no_subscribers`: publish to a valid topic nobody subscribes to.
+//! - `publish/no_subscribers`: publish to a valid topic nobody subscribes to (another topic has
+//!   a subscriber).
 //! - `subscribe_unsubscribe/{0,100}`: subscribe and drop the subscription, on a topic with 0 or
 //!   100 other subscribers (subscribing copies the topic's list).
 //! - `publish/stalled/{syncmq,crossbeam}/{1of11,5of15}`: 1 (or 5) subscribers that never read,
@@ -207,6 +208,8 @@ impl Drop for Fanout {
     }
 }
 
+/// The broker of the `publish/fanout` group and of the sweep's fan-out variants, before their
+/// own settings.
 fn fanout_broker() -> BrokerBuilder<Payload> {
     Broker::builder().overflow(Overflow::Block)
 }
@@ -458,31 +461,25 @@ fn bench_stalled(c: &mut Criterion) {
     group.finish();
 }
 
-/// Runs every criterion group (what `criterion_group!` would generate, but documented).
-fn benches() {
+fn main() {
+    if let Ok(which) = std::env::var("SYNCMQ_BENCH_SWEEP") {
+        sweep::run(&which);
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     bench_fanout(&mut c);
     bench_enqueue(&mut c);
     bench_no_subscribers(&mut c);
     bench_subscribe_unsubscribe(&mut c);
     bench_stalled(&mut c);
-}
-
-fn main() {
-    if let Ok(which) = std::env::var("SYNCMQ_BENCH_SWEEP") {
-        sweep::run(&which);
-        return;
-    }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    c.final_summary();
 }
 
 /// The dispatch sweep: which threshold and worker count make large fan-outs fastest.
 mod sweep {
     use super::common::{interleaved, median};
-    use super::{DEFAULT_CAPACITY, Enqueue, Fanout, Overflow};
+    use super::{DEFAULT_CAPACITY, Enqueue, Fanout, fanout_broker};
     use std::time::Duration;
-    use syncmq::Broker;
 
     const DEFAULT_NS: [usize; 5] = [50, 100, 200, 500, 1000];
     const THRESHOLDS: [usize; 4] = [32, 64, 128, 256];
@@ -557,10 +554,9 @@ mod sweep {
                 (Shape::Fanout, Variant::Crossbeam) => {
                     Fixture::Fanout(Fanout::crossbeam(n, DEFAULT_CAPACITY))
                 }
-                (Shape::Fanout, _) => Fixture::Fanout(Fanout::syncmq(
-                    n,
-                    configure(Broker::builder().overflow(Overflow::Block)),
-                )),
+                (Shape::Fanout, _) => {
+                    Fixture::Fanout(Fanout::syncmq(n, configure(fanout_broker())))
+                }
                 (Shape::Enqueue, Variant::Crossbeam) => Fixture::Enqueue(Enqueue::crossbeam(n)),
                 (Shape::Enqueue, _) => Fixture::Enqueue(Enqueue::syncmq(n, configure)),
             }
@@ -619,7 +615,9 @@ mod sweep {
             "all" => &[Shape::Fanout, Shape::Enqueue],
             other => panic!("SYNCMQ_BENCH_SWEEP: expected fanout, enqueue or all, got {other:?}"),
         };
-        let rounds = env_usize_list("SYNCMQ_BENCH_SWEEP_ROUNDS").map_or(15, |v| v[0].max(1));
+        let rounds = env_usize_list("SYNCMQ_BENCH_SWEEP_ROUNDS")
+            .and_then(|v| v.first().copied())
+            .map_or(15, |n| n.max(1));
         let verbose = std::env::var_os("SYNCMQ_BENCH_SWEEP_VERBOSE").is_some();
         let ns = env_usize_list("SYNCMQ_BENCH_SWEEP_N").unwrap_or_else(|| DEFAULT_NS.to_vec());
         println!(

@@ -51,7 +51,7 @@ use common::{
 };
 use criterion::{BenchmarkId, Criterion, Throughput};
 use crossbeam_channel::{Receiver, Sender};
-use syncmq::{Broker, Overflow, SubscribeOptions, Subscription};
+use syncmq::{Broker, DEFAULT_CAPACITY, Overflow, SubscribeOptions, Subscription};
 
 /// The message: a cheap-to-clone handle on a cache line of bytes.
 type Payload = Arc<[u8; 64]>;
@@ -301,7 +301,7 @@ impl Consumers {
                 (Sink::Syncmq(broker), per_message, threads)
             }
             GroupShape::CrossbeamMpmc => {
-                let (sender, receiver) = crossbeam_channel::bounded::<Payload>(64);
+                let (sender, receiver) = crossbeam_channel::bounded::<Payload>(DEFAULT_CAPACITY);
                 let threads = (0..CONSUMERS)
                     .map(|i| {
                         let receiver = receiver.clone();
@@ -315,7 +315,8 @@ impl Consumers {
                 let mut senders = Vec::new();
                 let threads = (0..CONSUMERS)
                     .map(|i| {
-                        let (sender, receiver) = crossbeam_channel::bounded::<Payload>(64);
+                        let (sender, receiver) =
+                            crossbeam_channel::bounded::<Payload>(DEFAULT_CAPACITY);
                         senders.push(sender);
                         let received = received.clone();
                         spawn_consumer(i, move || receiver.iter().for_each(|_| received.one()))
