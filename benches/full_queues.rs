@@ -30,7 +30,7 @@ mod common;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{median, rounds_from_env};
+use common::{bench_fixture, interleaved, median, median_ratio, rounds_from_env};
 use criterion::{BenchmarkId, Criterion};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use syncmq::{Broker, Overflow, Subscription};
@@ -153,11 +153,13 @@ fn bench_drain(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for k in SIZES {
         for syncmq in [false, true] {
-            let fixture = Fixture::new(syncmq, k);
             let name = if syncmq { "syncmq" } else { "crossbeam" };
-            group.bench_function(BenchmarkId::new(name, k), |b| {
-                b.iter_custom(|iters| fixture.run(iters))
-            });
+            bench_fixture(
+                &mut group,
+                BenchmarkId::new(name, k),
+                || Fixture::new(syncmq, k),
+                |b, fixture| b.iter_custom(|iters| fixture.run(iters)),
+            );
         }
     }
     group.finish();
@@ -172,19 +174,14 @@ fn rounds(rounds: usize) {
     );
     for k in SIZES {
         let fixtures = [Fixture::new(false, k), Fixture::new(true, k)];
-        let mut times = [Vec::new(), Vec::new()];
-        for round in 0..rounds {
-            for j in 0..2 {
-                let i = (round + j) % 2;
-                times[i].push(fixtures[i].run(ITERS).as_secs_f64() / ITERS as f64);
-            }
-        }
-        let mut ratios: Vec<f64> = times[1].iter().zip(&times[0]).map(|(s, c)| s / c).collect();
+        let mut times = interleaved(rounds, 2, |_, i| {
+            fixtures[i].run(ITERS).as_secs_f64() / ITERS as f64
+        });
+        let ratio = median_ratio(&times[1], &times[0]);
         println!(
-            "  K = {k:>4}: crossbeam {:>8.1} µs  syncmq {:>8.1} µs  ratio {:.2}x",
+            "  K = {k:>4}: crossbeam {:>8.1} µs  syncmq {:>8.1} µs  ratio {ratio:.2}x",
             median(&mut times[0]) * 1e6,
             median(&mut times[1]) * 1e6,
-            median(&mut ratios),
         );
     }
 }

@@ -11,7 +11,8 @@
 //! - `publish/enqueue/{syncmq,crossbeam}/{1,10,100,1000}`: the publishing thread's own cost per
 //!   delivery: N queues with room and nobody waiting on them (drained between timed chunks), so
 //!   no wake-ups and little scheduling noise. syncmq delivers inline here.
-//! - `publish/no_subscribers`: publish to a valid topic nobody subscribes to.
+//! - `publish/no_subscribers`: publish to a valid topic nobody subscribes to (another topic has
+//!   a subscriber).
 //! - `subscribe_unsubscribe/{0,100}`: subscribe and drop the subscription, on a topic with 0 or
 //!   100 other subscribers (subscribing copies the topic's list).
 //! - `publish/stalled/{syncmq,crossbeam}/{1of11,5of15}`: 1 (or 5) subscribers that never read,
@@ -36,13 +37,14 @@
 
 mod common;
 
+use std::any::Any;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{CHUNK, Sink, join_consumers, spawn_consumer, timed_chunks};
+use common::{CHUNK, Sink, bench_fixture, join_consumers, spawn_consumer, timed_chunks};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use crossbeam_channel::{Receiver, Sender};
 use syncmq::{Broker, BrokerBuilder, DEFAULT_CAPACITY, DEFAULT_SEND_TIMEOUT, Overflow};
@@ -206,6 +208,8 @@ impl Drop for Fanout {
     }
 }
 
+/// The broker of the `publish/fanout` group and of the sweep's fan-out variants, before their
+/// own settings.
 fn fanout_broker() -> BrokerBuilder<Payload> {
     Broker::builder().overflow(Overflow::Block)
 }
@@ -218,20 +222,18 @@ fn bench_fanout(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     for n in [1, 10, 100, 1000] {
         group.throughput(Throughput::Elements(n as u64));
-        // Fixtures are built on first use, so a filtered-out benchmark spawns no threads, and
-        // dropped right after, so only one set of consumer threads exists at a time.
-        let mut fixture = None;
-        group.bench_with_input(BenchmarkId::new("syncmq", n), &n, |b, &n| {
-            let fixture = fixture.get_or_insert_with(|| Fanout::syncmq(n, fanout_broker()));
-            b.iter_custom(|iters| fixture.run(iters));
-        });
-        drop(fixture);
-        let mut fixture = None;
-        group.bench_with_input(BenchmarkId::new("crossbeam", n), &n, |b, &n| {
-            let fixture = fixture.get_or_insert_with(|| Fanout::crossbeam(n, DEFAULT_CAPACITY));
-            b.iter_custom(|iters| fixture.run(iters));
-        });
-        drop(fixture);
+        bench_fixture(
+            &mut group,
+            BenchmarkId::new("syncmq", n),
+            || Fanout::syncmq(n, fanout_broker()),
+            |b, fixture| b.iter_custom(|iters| fixture.run(iters)),
+        );
+        bench_fixture(
+            &mut group,
+            BenchmarkId::new("crossbeam", n),
+            || Fanout::crossbeam(n, DEFAULT_CAPACITY),
+            |b, fixture| b.iter_custom(|iters| fixture.run(iters)),
+        );
     }
     group.finish();
 }
@@ -246,17 +248,19 @@ fn bench_enqueue(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for n in [1, 10, 100, 1000] {
         group.throughput(Throughput::Elements(n as u64));
-        let mut fixture = None;
-        group.bench_with_input(BenchmarkId::new("syncmq", n), &n, |b, &n| {
+        bench_fixture(
+            &mut group,
+            BenchmarkId::new("syncmq", n),
             // Inline delivery: striping would hand sends to other threads.
-            let fixture = fixture.get_or_insert_with(|| Enqueue::syncmq(n, |b| b.workers(0)));
-            b.iter_custom(|iters| fixture.run(iters));
-        });
-        let mut fixture = None;
-        group.bench_with_input(BenchmarkId::new("crossbeam", n), &n, |b, &n| {
-            let fixture = fixture.get_or_insert_with(|| Enqueue::crossbeam(n));
-            b.iter_custom(|iters| fixture.run(iters));
-        });
+            || Enqueue::syncmq(n, |b| b.workers(0)),
+            |b, fixture| b.iter_custom(|iters| fixture.run(iters)),
+        );
+        bench_fixture(
+            &mut group,
+            BenchmarkId::new("crossbeam", n),
+            || Enqueue::crossbeam(n),
+            |b, fixture| b.iter_custom(|iters| fixture.run(iters)),
+        );
     }
     group.finish();
 }
@@ -353,17 +357,11 @@ fn bench_subscribe_unsubscribe(c: &mut Criterion) {
 
 /// `stalled` subscribers that never read, with full queues, listed first, then `fast` ones
 /// draining on their own threads; default capacity and 5 ms timeout.
-enum Stalled {
-    Syncmq {
-        broker: Broker<Payload>,
-        _stalled: Vec<syncmq::Subscription<Payload>>,
-        consumers: Vec<JoinHandle<()>>,
-    },
-    Crossbeam {
-        senders: Vec<Sender<Payload>>,
-        _stalled: Vec<Receiver<Payload>>,
-        consumers: Vec<JoinHandle<()>>,
-    },
+struct Stalled {
+    sink: Sink<Payload>,
+    /// Kept open, never read: the stalled subscriptions, or the stalled channels' receivers.
+    _stalled: Box<dyn Any>,
+    consumers: Vec<JoinHandle<()>>,
 }
 
 impl Stalled {
@@ -386,9 +384,9 @@ impl Stalled {
             .collect();
         let report = broker.publish(TOPIC, payload(0)).expect("open broker");
         assert_eq!((report.delivered, report.dropped), (fast, stalled));
-        Stalled::Syncmq {
-            broker,
-            _stalled: stalled_subs,
+        Stalled {
+            sink: Sink::Syncmq(broker),
+            _stalled: Box::new(stalled_subs),
             consumers,
         }
     }
@@ -411,19 +409,17 @@ impl Stalled {
                 spawn_consumer(i, move || receiver.iter().for_each(drop))
             })
             .collect();
-        Stalled::Crossbeam {
-            senders,
-            _stalled: stalled_receivers,
+        Stalled {
+            sink: Sink::Crossbeam(senders),
+            _stalled: Box::new(stalled_receivers),
             consumers,
         }
     }
 
     fn publish(&self, msg: Payload) -> usize {
-        match self {
-            Stalled::Syncmq { broker, .. } => {
-                broker.publish(TOPIC, msg).expect("open broker").dropped
-            }
-            Stalled::Crossbeam { senders, .. } => senders
+        match &self.sink {
+            Sink::Syncmq(broker) => broker.publish(TOPIC, msg).expect("open broker").dropped,
+            Sink::Crossbeam(senders) => senders
                 .iter()
                 .filter(|s| s.send_timeout(msg.clone(), DEFAULT_SEND_TIMEOUT).is_err())
                 .count(),
@@ -433,21 +429,8 @@ impl Stalled {
 
 impl Drop for Stalled {
     fn drop(&mut self) {
-        let consumers = match self {
-            Stalled::Syncmq {
-                broker, consumers, ..
-            } => {
-                broker.close();
-                consumers
-            }
-            Stalled::Crossbeam {
-                senders, consumers, ..
-            } => {
-                senders.clear();
-                consumers
-            }
-        };
-        join_consumers(consumers);
+        self.sink.close();
+        join_consumers(&mut self.consumers);
     }
 }
 
@@ -461,32 +444,21 @@ fn bench_stalled(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for (stalled, fast) in [(1, 10), (5, 10)] {
         let shape = format!("{stalled}of{}", stalled + fast);
-        let mut fixture = None;
-        group.bench_function(BenchmarkId::new("syncmq", &shape), |b| {
-            let fixture = fixture.get_or_insert_with(|| Stalled::syncmq(stalled, fast));
-            let msg = payload(0);
-            b.iter(|| assert_eq!(fixture.publish(msg.clone()), stalled));
-        });
-        drop(fixture);
-        let mut fixture = None;
-        group.bench_function(BenchmarkId::new("crossbeam", &shape), |b| {
-            let fixture = fixture.get_or_insert_with(|| Stalled::crossbeam(stalled, fast));
-            let msg = payload(0);
-            b.iter(|| assert_eq!(fixture.publish(msg.clone()), stalled));
-        });
-        drop(fixture);
+        let msg = payload(0);
+        bench_fixture(
+            &mut group,
+            BenchmarkId::new("syncmq", &shape),
+            || Stalled::syncmq(stalled, fast),
+            |b, fixture| b.iter(|| assert_eq!(fixture.publish(msg.clone()), stalled)),
+        );
+        bench_fixture(
+            &mut group,
+            BenchmarkId::new("crossbeam", &shape),
+            || Stalled::crossbeam(stalled, fast),
+            |b, fixture| b.iter(|| assert_eq!(fixture.publish(msg.clone()), stalled)),
+        );
     }
     group.finish();
-}
-
-/// Runs every criterion group (what `criterion_group!` would generate, but documented).
-fn benches() {
-    let mut c = Criterion::default().configure_from_args();
-    bench_fanout(&mut c);
-    bench_enqueue(&mut c);
-    bench_no_subscribers(&mut c);
-    bench_subscribe_unsubscribe(&mut c);
-    bench_stalled(&mut c);
 }
 
 fn main() {
@@ -494,16 +466,20 @@ fn main() {
         sweep::run(&which);
         return;
     }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    let mut c = Criterion::default().configure_from_args();
+    bench_fanout(&mut c);
+    bench_enqueue(&mut c);
+    bench_no_subscribers(&mut c);
+    bench_subscribe_unsubscribe(&mut c);
+    bench_stalled(&mut c);
+    c.final_summary();
 }
 
 /// The dispatch sweep: which threshold and worker count make large fan-outs fastest.
 mod sweep {
-    use super::common::median;
-    use super::{DEFAULT_CAPACITY, Enqueue, Fanout, Overflow};
+    use super::common::{interleaved, median};
+    use super::{DEFAULT_CAPACITY, Enqueue, Fanout, fanout_broker};
     use std::time::Duration;
-    use syncmq::Broker;
 
     const DEFAULT_NS: [usize; 5] = [50, 100, 200, 500, 1000];
     const THRESHOLDS: [usize; 4] = [32, 64, 128, 256];
@@ -578,10 +554,9 @@ mod sweep {
                 (Shape::Fanout, Variant::Crossbeam) => {
                     Fixture::Fanout(Fanout::crossbeam(n, DEFAULT_CAPACITY))
                 }
-                (Shape::Fanout, _) => Fixture::Fanout(Fanout::syncmq(
-                    n,
-                    configure(Broker::builder().overflow(Overflow::Block)),
-                )),
+                (Shape::Fanout, _) => {
+                    Fixture::Fanout(Fanout::syncmq(n, configure(fanout_broker())))
+                }
                 (Shape::Enqueue, Variant::Crossbeam) => Fixture::Enqueue(Enqueue::crossbeam(n)),
                 (Shape::Enqueue, _) => Fixture::Enqueue(Enqueue::syncmq(n, configure)),
             }
@@ -640,7 +615,9 @@ mod sweep {
             "all" => &[Shape::Fanout, Shape::Enqueue],
             other => panic!("SYNCMQ_BENCH_SWEEP: expected fanout, enqueue or all, got {other:?}"),
         };
-        let rounds = env_usize_list("SYNCMQ_BENCH_SWEEP_ROUNDS").map_or(15, |v| v[0].max(1));
+        let rounds = env_usize_list("SYNCMQ_BENCH_SWEEP_ROUNDS")
+            .and_then(|v| v.first().copied())
+            .map_or(15, |n| n.max(1));
         let verbose = std::env::var_os("SYNCMQ_BENCH_SWEEP_VERBOSE").is_some();
         let ns = env_usize_list("SYNCMQ_BENCH_SWEEP_N").unwrap_or_else(|| DEFAULT_NS.to_vec());
         println!(
@@ -682,34 +659,28 @@ mod sweep {
         verbose: bool,
     ) -> Vec<Vec<Sample>> {
         let iters = (shape.deliveries_per_sample() / n).max(1) as u64;
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); active.len()];
-        for round in 0..rounds {
-            for k in 0..active.len() {
-                // Rotate the order so no variant always runs right after another.
-                let i = (round + k) % active.len();
-                // One set of consumer threads at a time: with thousands of idle threads from
-                // other fixtures alive, fan-out to 1000 slowed down 100-fold here.
-                let fixture = active[i].fixture(shape, n);
-                fixture.run(iters / 4 + 1); // warm: pool threads spawned, caches hot
-                let cpu_before = process_cpu_seconds();
-                let elapsed = fixture.run(iters);
-                let cpu = process_cpu_seconds()
-                    .zip(cpu_before)
-                    .map(|(after, before)| after - before);
-                drop(fixture);
-                samples[i].push(Sample {
-                    wall: elapsed.as_secs_f64(),
-                    cpu,
-                });
-                if verbose {
-                    eprintln!(
-                        "N = {n} round {round} {}: {elapsed:?}, cpu {cpu:?}",
-                        active[i].label()
-                    );
-                }
+        interleaved(rounds, active.len(), |round, i| {
+            // One set of consumer threads at a time: with thousands of idle threads from
+            // other fixtures alive, fan-out to 1000 slowed down 100-fold here.
+            let fixture = active[i].fixture(shape, n);
+            fixture.run(iters / 4 + 1); // warm: pool threads spawned, caches hot
+            let cpu_before = process_cpu_seconds();
+            let elapsed = fixture.run(iters);
+            let cpu = process_cpu_seconds()
+                .zip(cpu_before)
+                .map(|(after, before)| after - before);
+            drop(fixture);
+            if verbose {
+                eprintln!(
+                    "N = {n} round {round} {}: {elapsed:?}, cpu {cpu:?}",
+                    active[i].label()
+                );
             }
-        }
-        samples
+            Sample {
+                wall: elapsed.as_secs_f64(),
+                cpu,
+            }
+        })
     }
 
     fn report(shape: Shape, n: usize, active: &[Variant], samples: &[Vec<Sample>]) {

@@ -45,10 +45,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{CHUNK, Sink, join_consumers, median, rounds_from_env, spawn_consumer, timed_chunks};
+use common::{
+    CHUNK, Sink, bench_fixture, interleaved, join_consumers, median, median_ratio, rounds_from_env,
+    spawn_consumer, timed_chunks,
+};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use crossbeam_channel::{Receiver, Sender};
-use syncmq::{Broker, Overflow, SubscribeOptions, Subscription};
+use syncmq::{Broker, DEFAULT_CAPACITY, Overflow, SubscribeOptions, Subscription};
 
 /// The message: a cheap-to-clone handle on a cache line of bytes.
 type Payload = Arc<[u8; 64]>;
@@ -298,7 +301,7 @@ impl Consumers {
                 (Sink::Syncmq(broker), per_message, threads)
             }
             GroupShape::CrossbeamMpmc => {
-                let (sender, receiver) = crossbeam_channel::bounded::<Payload>(64);
+                let (sender, receiver) = crossbeam_channel::bounded::<Payload>(DEFAULT_CAPACITY);
                 let threads = (0..CONSUMERS)
                     .map(|i| {
                         let receiver = receiver.clone();
@@ -312,7 +315,8 @@ impl Consumers {
                 let mut senders = Vec::new();
                 let threads = (0..CONSUMERS)
                     .map(|i| {
-                        let (sender, receiver) = crossbeam_channel::bounded::<Payload>(64);
+                        let (sender, receiver) =
+                            crossbeam_channel::bounded::<Payload>(DEFAULT_CAPACITY);
                         senders.push(sender);
                         let received = received.clone();
                         spawn_consumer(i, move || receiver.iter().for_each(|_| received.one()))
@@ -459,13 +463,12 @@ fn bench_groups(c: &mut Criterion) {
             .measurement_time(Duration::from_secs(2))
             .throughput(Throughput::Elements(group_def.elements));
         for v in &group_def.variants {
-            // Built on first use, so a filtered-out benchmark builds nothing; one fixture (and
-            // one set of consumer threads) at a time.
-            let mut fixture = None;
-            group.bench_function(BenchmarkId::from_parameter(v.id), |b| {
-                let fixture = fixture.get_or_insert_with(|| (v.build)());
-                b.iter_custom(|iters| fixture.run(iters));
-            });
+            bench_fixture(
+                &mut group,
+                BenchmarkId::from_parameter(v.id),
+                &v.build,
+                |b, fixture| b.iter_custom(|iters| fixture.run(iters)),
+            );
         }
         group.finish();
     }
@@ -489,25 +492,15 @@ fn rounds(rounds: usize) {
     for group in groups() {
         let count = group.variants.len();
         // A fresh fixture per sample: one set of consumer threads at a time.
-        let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); count];
-        for round in 0..rounds {
-            for k in 0..count {
-                let i = (round + k) % count;
-                let fixture = (group.variants[i].build)();
-                fixture.run(group.round_iters / 10); // warm up
-                let elapsed = fixture.run(group.round_iters);
-                drop(fixture);
-                per_op[i].push(elapsed.as_secs_f64() / group.round_iters as f64);
-            }
-        }
+        let per_op = interleaved(rounds, count, |_, i| {
+            let fixture = (group.variants[i].build)();
+            fixture.run(group.round_iters / 10); // warm up
+            let elapsed = fixture.run(group.round_iters);
+            drop(fixture);
+            elapsed.as_secs_f64() / group.round_iters as f64
+        });
         println!("{} (baseline: {})", group.name, group.variants[0].id);
-        let baseline = per_op[0].clone();
         for (i, v) in group.variants.iter().enumerate() {
-            let mut ratios: Vec<f64> = per_op[i]
-                .iter()
-                .zip(&baseline)
-                .map(|(t, b)| t / b)
-                .collect();
             let mut times = per_op[i].clone();
             let mid = median(&mut times);
             println!(
@@ -516,7 +509,7 @@ fn rounds(rounds: usize) {
                 human(mid),
                 human(times[0]),
                 human(times[times.len() - 1]),
-                median(&mut ratios),
+                median_ratio(&per_op[i], &per_op[0]),
                 group.elements as f64 / mid / 1e6,
             );
         }

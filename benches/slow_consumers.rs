@@ -26,9 +26,12 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{join_consumers, median, rounds_from_env, spawn_consumer};
+use common::{
+    Sink, bench_fixture, interleaved, join_consumers, median, median_ratio, rounds_from_env,
+    spawn_consumer,
+};
 use criterion::{BenchmarkId, Criterion, SamplingMode};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use syncmq::{Broker, DEFAULT_CAPACITY, DEFAULT_SEND_TIMEOUT, Overflow, Subscription};
 
 /// The message: a cheap-to-clone handle on a cache line of bytes.
@@ -85,18 +88,12 @@ impl Shape {
 }
 
 /// 10 fast consumers (and maybe a stalled subscriber) behind one way of publishing.
-enum Fixture {
-    Syncmq {
-        broker: Broker<Payload>,
-        _stalled: Option<Subscription<Payload>>,
-        consumers: Vec<JoinHandle<()>>,
-        /// Subscribers each publish is expected to miss.
-        misses: usize,
-    },
-    Crossbeam {
-        senders: Vec<Sender<Payload>>,
-        consumers: Vec<JoinHandle<()>>,
-    },
+struct Fixture {
+    sink: Sink<Payload>,
+    _stalled: Option<Subscription<Payload>>,
+    consumers: Vec<JoinHandle<()>>,
+    /// Subscribers each publish is expected to miss.
+    misses: usize,
 }
 
 /// What building an evicting fixture cost: each publish until the eviction.
@@ -116,7 +113,13 @@ impl Fixture {
                     spawn_consumer(i, move || receiver.iter().for_each(drop))
                 })
                 .collect();
-            return (Fixture::Crossbeam { senders, consumers }, None);
+            let fixture = Fixture {
+                sink: Sink::Crossbeam(senders),
+                _stalled: None,
+                consumers,
+                misses: 0,
+            };
+            return (fixture, None);
         }
         let mut builder = Broker::builder().overflow(Overflow::Timeout(DEFAULT_SEND_TIMEOUT));
         if shape == Shape::StalledEvict {
@@ -156,8 +159,8 @@ impl Fixture {
             eviction = Some(Eviction { publishes });
         }
         let misses = usize::from(shape == Shape::Stalled);
-        let fixture = Fixture::Syncmq {
-            broker,
+        let fixture = Fixture {
+            sink: Sink::Syncmq(broker),
             _stalled: stalled,
             consumers,
             misses,
@@ -167,12 +170,12 @@ impl Fixture {
 
     /// One publish; returns the subscribers that missed it beyond the expected ones.
     fn publish(&self, msg: Payload) -> usize {
-        match self {
-            Fixture::Syncmq { broker, misses, .. } => {
+        match &self.sink {
+            Sink::Syncmq(broker) => {
                 let report = broker.publish(TOPIC, msg).expect("open broker");
-                report.dropped.saturating_sub(*misses)
+                report.dropped.saturating_sub(self.misses)
             }
-            Fixture::Crossbeam { senders, .. } => senders
+            Sink::Crossbeam(senders) => senders
                 .iter()
                 .filter(|s| s.send_timeout(msg.clone(), DEFAULT_SEND_TIMEOUT).is_err())
                 .count(),
@@ -193,19 +196,8 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let consumers = match self {
-            Fixture::Syncmq {
-                broker, consumers, ..
-            } => {
-                broker.close();
-                consumers
-            }
-            Fixture::Crossbeam { senders, consumers } => {
-                senders.clear();
-                consumers
-            }
-        };
-        join_consumers(consumers);
+        self.sink.close();
+        join_consumers(&mut self.consumers);
     }
 }
 
@@ -226,18 +218,18 @@ fn bench_publish(c: &mut Criterion) {
                 .warm_up_time(Duration::from_secs(1))
                 .measurement_time(Duration::from_secs(3));
         }
-        // Built on first use, so a filtered-out benchmark spawns nothing; one set of consumer
-        // threads at a time.
-        let mut fixture = None;
-        group.bench_function(shape.id(), |b| {
-            let (fixture, _) = fixture.get_or_insert_with(|| Fixture::new(shape));
-            b.iter_custom(|iters| {
-                let (time, unexpected_misses) = fixture.run(iters);
-                assert_eq!(unexpected_misses, 0, "a fast subscriber missed a message");
-                time
-            });
-        });
-        drop(fixture);
+        bench_fixture(
+            &mut group,
+            shape.id(),
+            || Fixture::new(shape),
+            |b, (fixture, _)| {
+                b.iter_custom(|iters| {
+                    let (time, unexpected_misses) = fixture.run(iters);
+                    assert_eq!(unexpected_misses, 0, "a fast subscriber missed a message");
+                    time
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -249,32 +241,22 @@ fn rounds(rounds: usize) {
          (min..max over rounds), and median over rounds of (variant time / crossbeam time)",
         thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); Shape::ALL.len()];
     let mut unexpected = vec![0usize; Shape::ALL.len()];
     let mut eviction_costs = Vec::new();
-    for round in 0..rounds {
-        for k in 0..Shape::ALL.len() {
-            let i = (round + k) % Shape::ALL.len();
-            let shape = Shape::ALL[i];
-            let (fixture, eviction) = Fixture::new(shape);
-            if let Some(eviction) = eviction {
-                eviction_costs.push(eviction.publishes);
-            }
-            let iters = if shape.slow() { 40 } else { 40_000 };
-            fixture.run(iters / 10); // warm up
-            let (elapsed, missed) = fixture.run(iters);
-            drop(fixture);
-            per_op[i].push(elapsed.as_secs_f64() / iters as f64);
-            unexpected[i] += missed;
+    let per_op = interleaved(rounds, Shape::ALL.len(), |_, i| {
+        let shape = Shape::ALL[i];
+        let (fixture, eviction) = Fixture::new(shape);
+        if let Some(eviction) = eviction {
+            eviction_costs.push(eviction.publishes);
         }
-    }
-    let baseline = per_op[0].clone();
+        let iters = if shape.slow() { 40 } else { 40_000 };
+        fixture.run(iters / 10); // warm up
+        let (elapsed, missed) = fixture.run(iters);
+        drop(fixture);
+        unexpected[i] += missed;
+        elapsed.as_secs_f64() / iters as f64
+    });
     for (i, shape) in Shape::ALL.iter().enumerate() {
-        let mut ratios: Vec<f64> = per_op[i]
-            .iter()
-            .zip(&baseline)
-            .map(|(v, b)| v / b)
-            .collect();
         let mut times = per_op[i].clone();
         let mid = median(&mut times);
         println!(
@@ -283,7 +265,7 @@ fn rounds(rounds: usize) {
             human(mid),
             human(times[0]),
             human(times[times.len() - 1]),
-            median(&mut ratios),
+            median_ratio(&per_op[i], &per_op[0]),
             unexpected[i],
         );
     }

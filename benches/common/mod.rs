@@ -9,6 +9,8 @@
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use criterion::measurement::WallTime;
+use criterion::{Bencher, BenchmarkGroup, BenchmarkId};
 use crossbeam_channel::Sender;
 use syncmq::Broker;
 
@@ -50,7 +52,10 @@ pub(crate) fn join_consumers(consumers: &mut Vec<JoinHandle<()>>) {
 }
 
 /// How a fixture with consumer threads publishes.
-#[allow(dead_code, reason = "used by the publish and routing benches only")]
+#[allow(
+    dead_code,
+    reason = "used by the publish, routing and slow_consumers benches only"
+)]
 pub(crate) enum Sink<T> {
     /// Through a broker, whose subscribers the consumer threads drain.
     Syncmq(Broker<T>),
@@ -59,7 +64,10 @@ pub(crate) enum Sink<T> {
     Crossbeam(Vec<Sender<T>>),
 }
 
-#[allow(dead_code, reason = "used by the publish and routing benches only")]
+#[allow(
+    dead_code,
+    reason = "used by the publish, routing and slow_consumers benches only"
+)]
 impl<T: Clone + Send + 'static> Sink<T> {
     /// Closes the consumers' queues: they drain what is left and their threads end.
     pub(crate) fn close(&mut self) {
@@ -68,6 +76,19 @@ impl<T: Clone + Send + 'static> Sink<T> {
             Sink::Crossbeam(senders) => senders.clear(),
         }
     }
+}
+
+/// Benchmarks `id` in `group`: `bench` gets the fixture that `build` makes on first use, so a
+/// benchmark that a filter leaves out builds nothing, and that is dropped when this returns, so
+/// one fixture (and one set of consumer threads) exists at a time.
+pub(crate) fn bench_fixture<F>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    build: impl Fn() -> F,
+    mut bench: impl FnMut(&mut Bencher<'_>, &F),
+) {
+    let mut fixture = None;
+    group.bench_function(id, |b| bench(b, fixture.get_or_insert_with(&build)));
 }
 
 /// Runs `publish` `iters` times, passing the index (`0..iters`), in chunks of [`CHUNK`], timing
@@ -104,6 +125,36 @@ pub(crate) fn rounds_from_env() -> Option<usize> {
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .map(|n| n.max(1))
+}
+
+/// Takes `rounds` samples of each of `count` variants, interleaved: each round calls
+/// `sample(round, variant)` once per variant, starting one variant further on each round, so that
+/// no variant always runs right after the same other one, and a noisy machine moves them all
+/// together. Returns each variant's samples, in round order.
+pub(crate) fn interleaved<S>(
+    rounds: usize,
+    count: usize,
+    mut sample: impl FnMut(usize, usize) -> S,
+) -> Vec<Vec<S>> {
+    let mut samples: Vec<Vec<S>> = (0..count).map(|_| Vec::with_capacity(rounds)).collect();
+    for round in 0..rounds {
+        for k in 0..count {
+            let variant = (round + k) % count;
+            samples[variant].push(sample(round, variant));
+        }
+    }
+    samples
+}
+
+/// The median over rounds of `times[r] / baseline[r]`: a variant's time relative to the
+/// baseline's in the same round.
+#[allow(
+    dead_code,
+    reason = "used by the routing, slow_consumers and full_queues benches only"
+)]
+pub(crate) fn median_ratio(times: &[f64], baseline: &[f64]) -> f64 {
+    let mut ratios: Vec<f64> = times.iter().zip(baseline).map(|(t, b)| t / b).collect();
+    median(&mut ratios)
 }
 
 /// The median of `values`, which it sorts (the upper one of an even count).
