@@ -19,7 +19,8 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 const PUBLISHES: usize = if cfg!(miri) { 1_000 } else { 100_000 };
 
 /// Publishes before the first measurement, so that one-time allocations (thread-local
-/// contexts, waker lists reaching their working size) are done.
+/// contexts, the publishing thread's route memo and its topic buffer, waker lists reaching
+/// their working size) are done.
 const WARM_UP: usize = PUBLISHES / 10;
 
 /// The most the live heap may grow across [`PUBLISHES`] publishes.

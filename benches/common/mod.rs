@@ -129,8 +129,8 @@ pub(crate) fn rounds_from_env() -> Option<usize> {
 
 /// Takes `rounds` samples of each of `count` variants, interleaved: each round calls
 /// `sample(round, variant)` once per variant, starting one variant further on each round, so that
-/// no variant always runs right after the same other one, and a noisy machine moves them all
-/// together. Returns each variant's samples, in round order.
+/// each variant takes its turn at running first, and a noisy machine moves them all together.
+/// Returns each variant's samples, in round order.
 pub(crate) fn interleaved<S>(
     rounds: usize,
     count: usize,
