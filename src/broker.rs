@@ -361,8 +361,8 @@ impl<T: Clone + Send + 'static> Broker<T> {
     ///
     /// # Panics
     ///
-    /// Only if `T::clone` panics; the panic is passed on to the caller (also when the clone
-    /// ran on a dispatch thread).
+    /// Only if `T::clone` or `T::drop` panics (a copy is dropped when its send gives up); the
+    /// panic is passed on to the caller, also when it happened on a dispatch thread.
     ///
     /// # Examples
     ///

@@ -28,7 +28,7 @@ use crate::delivery::{Context, Outcome, PublishedTopic, deliver};
 use crate::registry::Route;
 use crate::subscriber::Origin;
 
-/// What a finished stripe reports: its outcome, or the panic of a user `Clone` impl.
+/// What a finished stripe reports: its outcome, or the panic of a user `Clone` or `Drop` impl.
 type StripeResult = Result<Outcome, Box<dyn Any + Send>>;
 
 /// One stripe of one publish.
@@ -67,9 +67,9 @@ impl<T: Clone> Job<T> {
             origin,
             topic: &topic,
         };
-        // A panic here can only come from the user's `Clone` impl. Catch it so the dispatch
-        // thread survives, and hand it to the publishing thread, which resumes it: the user
-        // sees the panic where it would have happened without the pool.
+        // A panic here can only come from the user's `Clone` or `Drop` impl. Catch it so the
+        // dispatch thread survives, and hand it to the publishing thread, which resumes it: the
+        // user sees the panic where it would have happened without the pool.
         let result = panic::catch_unwind(AssertUnwindSafe(|| {
             deliver(&route.subscribers[stripe], &[], msg, context)
         }));
