@@ -18,7 +18,7 @@
 //! Either way the publish cannot finish before the drain reaches the last queue; what differs
 //! is what the wait costs on top. (Before a wake-up settled every queue that had room, each
 //! wake-up settled one, so a publish waiting on `K` queues passed over all the rest about `K`
-//! times: at `K` = 1000 this bench measured it at 17 times the raw loop, against 0.5 to 1.2
+//! times: at `K` = 1000 this bench measured it at 17 times the raw loop, against 0.5 to 1.5
 //! times since.)
 //!
 //! `SYNCMQ_BENCH_ROUNDS=15 cargo bench --bench full_queues` instead runs the variants
