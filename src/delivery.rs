@@ -233,7 +233,7 @@ struct Run<'a, 'c, T> {
     outcome: Outcome,
     /// Sends left for phase 2. Allocates only if a queue is full and its policy waits.
     waiting: Vec<Waiting<'a, T>>,
-    /// Taken at most once per call, and only when some queue is full.
+    /// Taken at most once per call, and only when a queue with a timeout is full.
     now: Option<Instant>,
     context: Context<'c>,
     tally: Tally<'a>,
@@ -331,12 +331,19 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                 None
             }
             overflow if overflow.waits() => {
-                let start = *self.now.get_or_insert_with(Instant::now);
+                // Only a timeout needs the time: `Block` has no deadline of its own.
+                let own = match overflow {
+                    Overflow::Timeout(timeout) => self
+                        .now
+                        .get_or_insert_with(Instant::now)
+                        .checked_add(timeout),
+                    Overflow::Block | Overflow::Drop | Overflow::DropOldest => None,
+                };
                 Some(Waiting {
                     subscriber,
                     group,
                     msg: Some(msg),
-                    deadline: deadline(overflow, start, self.context.deadline),
+                    deadline: earliest(own, self.context.deadline),
                 })
             }
             _ => {
@@ -510,13 +517,8 @@ impl<'a, T: Clone> Run<'a, '_, T> {
     }
 }
 
-/// The deadline of a send that found its queue full at `start`: its own, capped by the
-/// publish's.
-fn deadline(overflow: Overflow, start: Instant, publish: Option<Instant>) -> Option<Instant> {
-    let own = match overflow {
-        Overflow::Timeout(timeout) => start.checked_add(timeout),
-        Overflow::Block | Overflow::Drop | Overflow::DropOldest => None,
-    };
+/// The earlier of a send's own deadline and its publish's, if either has one.
+fn earliest(own: Option<Instant>, publish: Option<Instant>) -> Option<Instant> {
     match (own, publish) {
         (Some(own), Some(publish)) => Some(own.min(publish)),
         (own, publish) => own.or(publish),
