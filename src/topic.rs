@@ -384,40 +384,12 @@ mod tests {
     }
 
     #[test]
-    fn patterns_allow_whole_token_wildcards_only() {
+    fn whole_token_wildcards_make_valid_patterns() {
         for pattern in ["*", ">", "a.*", "*.b", "a.*.c", "a.>", "*.*.>", "é.*"] {
             assert_eq!(validate_pattern(pattern), Ok(()), "{pattern:?}");
             assert!(has_wildcard(pattern), "{pattern:?}");
         }
-        let cases = [
-            (
-                "a*",
-                TopicError::PartialWildcard {
-                    character: '*',
-                    position: 1,
-                },
-            ),
-            (
-                "*a",
-                TopicError::PartialWildcard {
-                    character: '*',
-                    position: 0,
-                },
-            ),
-            (
-                "a.b>",
-                TopicError::PartialWildcard {
-                    character: '>',
-                    position: 3,
-                },
-            ),
-            ("a.>.b", TopicError::WildcardNotLast { position: 2 }),
-            ("é.>.b", TopicError::WildcardNotLast { position: 3 }),
-            ("a..*", TopicError::EmptyToken { position: 2 }),
-        ];
-        for (pattern, expected) in cases {
-            assert_eq!(validate_pattern(pattern), Err(expected), "{pattern:?}");
-        }
+        // Invalid patterns, with their reasons: tests/wildcards.rs.
     }
 
     #[test]

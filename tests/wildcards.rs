@@ -225,6 +225,8 @@ fn invalid_patterns_are_rejected_with_the_reason() {
             },
         ),
         ("a.>.b", TopicError::WildcardNotLast { position: 2 }),
+        // Positions are byte offsets: `é` is two bytes.
+        ("é.>.b", TopicError::WildcardNotLast { position: 3 }),
         (">.a", TopicError::WildcardNotLast { position: 0 }),
         ("a.>.*", TopicError::WildcardNotLast { position: 2 }),
         ("a..*", TopicError::EmptyToken { position: 2 }),
