@@ -17,7 +17,7 @@
 //!   its reconnects, and the import subscriptions. An imported message is decoded and published
 //!   into the broker on this thread, under the local subscribers' [`Overflow`] policies (so a
 //!   local subscriber that blocks slows the bridge's imports, exactly as it would slow a local
-//!   publisher).
+//!   publisher, until the bridge closes: [`Bridge::close`] cuts such a wait short).
 //! - `syncmq-export` waits on the export queues. They are broker queues (crossbeam channels),
 //!   which only a blocking thread can wait on, and the runtime thread must never block on
 //!   them; so this thread waits with a crossbeam `Select`, encodes the messages and hands them
@@ -93,6 +93,7 @@ use tokio::sync::{oneshot, watch};
 use crate::broker::Broker;
 use crate::codec::Codec;
 use crate::config::{Overflow, SubscribeOptions};
+use crate::delivery::BridgeImport;
 use crate::error::{BridgeError, Error};
 use crate::subscriber::{Origin, SubscriberState, Tagged};
 use crate::subscription::Tap;
@@ -162,6 +163,10 @@ pub struct Bridge {
 
 /// What a running bridge needs to stop.
 struct Running {
+    /// Dropped first thing in `close`: disconnects the importer's cancel signal, so that an
+    /// import waiting on a full local queue gives up (counting the message as dropped there)
+    /// and the runtime thread can stop.
+    import_cancel: Sender<()>,
     /// Tells the export thread to stop, with the deadline for flushing. Wakes its `Select`.
     export_stop: Sender<Instant>,
     /// The same deadline for the export thread's waits inside the runtime.
@@ -364,10 +369,11 @@ impl Bridge {
     /// [`BridgeDrops::unflushed`] (or [`BridgeDrops::server_unavailable`] when the server is
     /// down, in which case `close` does not wait for it). Imports stop at once.
     ///
-    /// `close` returns within the close timeout plus a fraction of a second. The one case it
-    /// cannot bound is an import blocked in a local publish that never completes (a local
-    /// subscriber with [`Overflow::Block`] that stops reading): then the runtime thread is
-    /// left to finish on its own instead of being joined.
+    /// `close` returns within the close timeout plus a fraction of a second, and joins both
+    /// threads. An import waiting on a full local queue (a local subscriber with
+    /// [`Overflow::Block`] that stopped reading, say) stops waiting when `close` begins; the
+    /// message it was delivering counts as dropped for the subscribers it had not reached, in
+    /// their [`dropped`](crate::Subscription::dropped) and in the broker's stats.
     pub fn close(&self) {
         let mut running = self.running.lock();
         let Some(running) = running.take() else {
@@ -375,6 +381,7 @@ impl Bridge {
         };
         let deadline = deadline_after(Instant::now(), self.close_timeout);
         let Running {
+            import_cancel,
             export_stop,
             closing,
             export_alive,
@@ -383,6 +390,7 @@ impl Bridge {
             runtime_alive,
             runtime_thread,
         } = running;
+        drop(import_cancel);
         closing.send_replace(Some(deadline));
         // The export thread may have ended already (it cannot fail, but be safe): ignore.
         let _ = export_stop.send(deadline);
@@ -596,9 +604,11 @@ impl<T: Codec + Clone + Send + 'static> BridgeBuilder<T> {
         let (ready_tx, ready) = crossbeam_channel::bounded(1);
         let (runtime_stop, runtime_stop_rx) = oneshot::channel();
         let (runtime_alive_tx, runtime_alive) = crossbeam_channel::bounded::<()>(0);
+        let (import_cancel, cancel) = crossbeam_channel::bounded::<()>(0);
         let importer = Importer {
             broker: self.broker.clone(),
             origin,
+            cancel,
             counters: counters.clone(),
         };
         let connect = Connect {
@@ -669,6 +679,7 @@ impl<T: Codec + Clone + Send + 'static> BridgeBuilder<T> {
             url: self.url,
             close_timeout: self.close_timeout,
             running: Mutex::new(Some(Running {
+                import_cancel,
                 export_stop,
                 closing,
                 export_alive,
@@ -716,6 +727,8 @@ struct Importer<T> {
     broker: Broker<T>,
     /// The broker's bridge origin: the export queues skip what it publishes.
     origin: Origin,
+    /// Disconnects when the bridge closes (`Running::import_cancel`). Nothing is sent on it.
+    cancel: Receiver<()>,
     counters: Arc<Counters>,
 }
 
@@ -868,9 +881,13 @@ impl<T: Codec + Clone + Send + 'static> Importer<T> {
                 add(&self.counters.decode_errors, 1);
                 continue;
             };
-            // Blocks this thread for as long as the local subscribers' policies say; see the
-            // module docs.
-            let counter = match self.broker.publish_from(&subject, msg, Some(self.origin)) {
+            // Blocks this thread for as long as the local subscribers' policies say (see the
+            // module docs), or until the bridge closes.
+            let import = BridgeImport {
+                origin: self.origin,
+                cancel: &self.cancel,
+            };
+            let counter = match self.broker.publish_from(&subject, msg, Some(import)) {
                 Ok(_) => &self.counters.imported,
                 Err(Error::InvalidTopic { .. }) => &self.counters.invalid_subject,
                 Err(_) => &self.counters.broker_closed,

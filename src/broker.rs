@@ -39,7 +39,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
 use crate::config::{BrokerBuilder, Config, SubscribeOptions, SubscriberConfig};
-use crate::delivery::{Context, Outcome, PublishedTopic, deliver};
+use crate::delivery::{BridgeImport, Context, Outcome, PublishedTopic, deliver};
 use crate::dispatch::Pool;
 use crate::error::Error;
 use crate::grace::CacheLine;
@@ -383,13 +383,14 @@ impl<T: Clone + Send + 'static> Broker<T> {
         self.publish_from(topic, msg, None)
     }
 
-    /// [`publish`](Self::publish) on behalf of `origin`: subscribers carrying the same origin
-    /// are skipped. For bridges, so that what they import is not exported again.
+    /// [`publish`](Self::publish), or a bridge's import: then subscribers carrying the
+    /// import's origin are skipped, so that what a bridge imports is not exported again, and
+    /// its cancel signal cuts waits on full queues short.
     pub(crate) fn publish_from(
         &self,
         topic: &str,
         msg: T,
-        origin: Option<Origin>,
+        import: Option<BridgeImport<'_>>,
     ) -> Result<PublishReport, Error> {
         let shared = &self.handle.shared;
         let route = shared.route(topic)?;
@@ -403,7 +404,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
             return Ok(PublishReport::default());
         };
 
-        Ok(shared.deliver(&route, topic, msg, origin))
+        Ok(shared.deliver(&route, topic, msg, import))
     }
 
     /// Closes the broker. Idempotent.
@@ -650,7 +651,7 @@ impl<T: Clone + Send + 'static> Shared<T> {
         route: &Arc<Route<T>>,
         topic: &str,
         msg: T,
-        origin: Option<Origin>,
+        import: Option<BridgeImport<'_>>,
     ) -> PublishReport {
         let deadline = self
             .config
@@ -659,8 +660,9 @@ impl<T: Clone + Send + 'static> Shared<T> {
         let topic = PublishedTopic::new(topic);
         let context = Context {
             closing: &self.closing,
+            cancel: import.map(|import| import.cancel),
             deadline,
-            origin,
+            origin: import.map(|import| import.origin),
             topic: &topic,
         };
         let outcome = self.deliver_along(route, msg, context);

@@ -6,7 +6,8 @@
 //!    soon as the loop reaches it, however many subscribers before it are full. `Drop` and
 //!    `DropOldest` subscribers are settled here.
 //! 2. **Wait.** Only if some queues were full and their policy waits: all of them are waited on
-//!    *together* with one crossbeam [`Select`], along with the broker's close signal. Each
+//!    *together* with one crossbeam [`Select`], along with the broker's close signal (and, for
+//!    a bridge's import, the bridge's cancel signal: see [`Context::cancel`]). Each
 //!    waiting send has its own deadline, computed once when phase 1 found its queue full
 //!    (`Instant::now() + timeout`, capped by the publish's own deadline if the broker has a
 //!    `publish_timeout`); there is no timer object, thread or channel per send. So a publish
@@ -49,12 +50,24 @@ use crate::subscriber::{Attempt, Origin, Subscriber};
 pub(crate) struct Context<'a> {
     /// Becomes ready (disconnected) when the broker closes; it cuts every wait short.
     pub(crate) closing: &'a Receiver<()>,
+    /// Becomes ready (disconnected) when the publisher gives up: a bridge that closes, for
+    /// its imports. Cuts this publish's waits short, as `closing` does.
+    pub(crate) cancel: Option<&'a Receiver<()>>,
     /// The whole publish's deadline (`publish_timeout`), if any.
     pub(crate) deadline: Option<Instant>,
     /// Who is publishing, if it is a bridge: its own subscribers are skipped.
     pub(crate) origin: Option<Origin>,
     /// The topic published to, for the queues that carry it (a bridge's taps).
     pub(crate) topic: &'a PublishedTopic<'a>,
+}
+
+/// A publish made by a bridge's import rather than by [`Broker::publish`](crate::Broker::publish).
+#[derive(Clone, Copy)]
+pub(crate) struct BridgeImport<'a> {
+    /// The broker's bridge origin: subscribers carrying it (the export queues) are skipped.
+    pub(crate) origin: Origin,
+    /// Disconnects when the bridge closes: see [`Context::cancel`].
+    pub(crate) cancel: &'a Receiver<()>,
 }
 
 /// The topic of one publish. The queues of a bridge's taps carry it with each message as an
@@ -393,12 +406,14 @@ impl<'a, T: Clone> Run<'a, '_, T> {
     }
 
     /// Phase 2's retry of waiting send `i`, without waiting: settles it if its queue has room
-    /// (or its subscriber left), and then removes it from `select`. A group send whose member
-    /// left is offered to the other members, and may become a new waiting send.
+    /// (or its subscriber left), and then removes it from `select`, where it is operation
+    /// `first + i`. A group send whose member left is offered to the other members, and may
+    /// become a new waiting send.
     fn retry<'s>(
         &mut self,
         waiting: &mut Vec<Waiting<'a, T>>,
         i: usize,
+        first: usize,
         select: &mut Select<'s>,
         unsettled: &mut usize,
         section: &Section,
@@ -424,8 +439,8 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                         let index = next.subscriber.register_send(select);
                         debug_assert_eq!(
                             index,
-                            waiting.len() + 1,
-                            "waiting[i] is select index i + 1"
+                            first + waiting.len(),
+                            "waiting[i] is select index first + i"
                         );
                         waiting.push(next);
                         *unsettled += 1;
@@ -438,7 +453,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                 return;
             }
         }
-        select.remove(i + 1);
+        select.remove(first + i);
         *unsettled -= 1;
     }
 
@@ -447,16 +462,19 @@ impl<'a, T: Clone> Run<'a, '_, T> {
     #[cold]
     fn wait_for_room_slow(&mut self) {
         let mut waiting = std::mem::take(&mut self.waiting);
-        // Operation indices: `closing` is 0 and `waiting[i]` is `i + 1`. `Select::remove`
-        // keeps the other indices stable, so the mapping holds as sends settle.
+        // Operation indices: `closing` is 0, `cancel` (if any) 1, and `waiting[i]` is
+        // `first + i`. `Select::remove` keeps the other indices stable, so the mapping holds
+        // as sends settle.
         let mut select = Select::new();
         let closing_index = select.recv(self.context.closing);
+        let cancel_index = self.context.cancel.map(|cancel| select.recv(cancel));
+        let first = 1 + usize::from(cancel_index.is_some());
         for (i, entry) in waiting.iter().enumerate() {
             // `entry.subscriber` borrows the caller's subscriber list, not `waiting`, so the
             // select may hold it while we take messages out of `waiting`.
             let subscriber: &'a Subscriber<T> = entry.subscriber;
             let index = subscriber.register_send(&mut select);
-            debug_assert_eq!(index, i + 1, "waiting[i] is select index i + 1");
+            debug_assert_eq!(index, first + i, "waiting[i] is select index first + i");
         }
         let mut unsettled = waiting.len();
 
@@ -471,8 +489,9 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                 None => Some(select.ready()),
             };
             match ready {
-                Some(index) if index == closing_index => {
-                    // The broker is closing: give up every remaining send at once.
+                Some(index) if index == closing_index || Some(index) == cancel_index => {
+                    // The broker is closing, or the publisher gave up: every remaining send
+                    // is given up at once.
                     for entry in &mut waiting {
                         if entry.msg.take().is_some() {
                             self.dropped(entry.subscriber);
@@ -483,9 +502,11 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                 Some(index) => {
                     // A section for these retries only: never held while the select waits.
                     let section = Section::enter();
+                    let ready = index - first;
                     self.retry(
                         &mut waiting,
-                        index - 1,
+                        ready,
+                        first,
                         &mut select,
                         &mut unsettled,
                         &section,
@@ -496,8 +517,15 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                     // with each, if none is ready), so settle every queue that can be settled
                     // per trip, not one.
                     for other in 0..waiting.len() {
-                        if other != index - 1 {
-                            self.retry(&mut waiting, other, &mut select, &mut unsettled, &section);
+                        if other != ready {
+                            self.retry(
+                                &mut waiting,
+                                other,
+                                first,
+                                &mut select,
+                                &mut unsettled,
+                                &section,
+                            );
                         }
                     }
                 }
@@ -507,7 +535,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                     for (i, entry) in waiting.iter_mut().enumerate() {
                         if entry.deadline.is_some_and(|d| d <= now) && entry.msg.take().is_some() {
                             self.dropped(entry.subscriber);
-                            select.remove(i + 1);
+                            select.remove(first + i);
                             unsettled -= 1;
                         }
                     }

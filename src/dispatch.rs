@@ -43,6 +43,8 @@ struct Job<T> {
     deadline: Option<Instant>,
     /// Who is publishing, if it is a bridge: its own subscribers are skipped.
     origin: Option<Origin>,
+    /// The publish's cancel signal, if it has one (see `Context::cancel`).
+    cancel: Option<Receiver<()>>,
     /// The topic published to, shared by every stripe of the publish.
     topic: Arc<str>,
     /// Where the outcome goes; the publish waits on the other end.
@@ -57,12 +59,14 @@ impl<T: Clone> Job<T> {
             msg,
             deadline,
             origin,
+            cancel,
             topic,
             done,
         } = self;
         let topic = PublishedTopic::from_shared(&topic);
         let context = Context {
             closing,
+            cancel: cancel.as_ref(),
             deadline,
             origin,
             topic: &topic,
@@ -196,6 +200,7 @@ impl<T: Clone + Send + 'static> Pool<T> {
                     msg: msg.clone(),
                     deadline: context.deadline,
                     origin: context.origin,
+                    cancel: context.cancel.cloned(),
                     topic: topic.clone(),
                     done: done.clone(),
                 };

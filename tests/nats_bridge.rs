@@ -400,6 +400,69 @@ fn close_flushes_what_is_queued() {
 // ---------------------------------------------------------------------------------------------
 // Accounting
 
+/// An import waiting on full local queues when its bridge closes: `close` cuts the wait short
+/// and joins the bridge's threads. `b` is built by `builder`; its `subscribers` subscribers of
+/// `stuck.>` have room for one message each and never read, so the second import waits.
+fn close_stops_an_import_waiting_on_full_queues(
+    builder: syncmq::BrokerBuilder<String>,
+    subscribers: usize,
+) {
+    let server = NatsServer::start();
+    let a = broker::<String>();
+    let b = builder.capacity(1).overflow(Overflow::Block).build();
+    let bridge_b = Bridge::builder(&b, &server.url())
+        .import("stuck.>")
+        .close_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let subs: Vec<_> = (0..subscribers)
+        .map(|_| b.subscribe("stuck.>").unwrap())
+        .collect();
+    let _bridge_a = Bridge::builder(&a, &server.url())
+        .export("stuck.>")
+        .build()
+        .unwrap();
+    a.publish("stuck.x", "first".into()).unwrap();
+    a.publish("stuck.x", "second".into()).unwrap();
+    // `published` counts a publish before it delivers: at 2, the second import is waiting.
+    wait_until("the second import waits on the full queues", || {
+        b.stats().published == 2
+    });
+
+    let started = Instant::now();
+    bridge_b.close();
+    let took = started.elapsed();
+    // The close timeout plus the join grace is 1 s; much more means a thread was waited for.
+    assert!(took < Duration::from_secs(5), "close took {took:?}");
+    // `close` joined the runtime thread, so the import's publish has returned: the second
+    // message is counted as dropped for every subscriber, and nothing is left waiting.
+    assert_eq!(bridge_b.stats().imported, 2);
+    let stats = b.stats();
+    assert_eq!(
+        (stats.delivered, stats.dropped),
+        (subscribers as u64, subscribers as u64)
+    );
+    for sub in &subs {
+        assert_eq!(sub.dropped(), 1);
+        assert_eq!(sub.try_iter().collect::<Vec<_>>(), ["first"]);
+    }
+}
+
+#[test]
+fn close_stops_an_import_waiting_on_a_full_local_queue() {
+    close_stops_an_import_waiting_on_full_queues(Broker::builder(), 1);
+}
+
+#[test]
+fn close_stops_an_import_waiting_on_full_queues_in_dispatch_stripes() {
+    // Four subscribers at a threshold of 2 with one dispatch thread: two stripes, one of
+    // them on the dispatch thread, both waiting.
+    close_stops_an_import_waiting_on_full_queues(
+        Broker::builder().workers(1).dispatch_threshold(2),
+        4,
+    );
+}
+
 #[test]
 fn undecodable_messages_are_counted_and_skipped() {
     let server = NatsServer::start();
