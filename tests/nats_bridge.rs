@@ -538,7 +538,9 @@ fn imports_reach_the_broker_but_not_its_export_queues() {
     // A publish adds its deliveries to the broker's totals in one step, once it has offered
     // the message to every subscriber: had A's export queue taken the import too, `delivered`
     // would go from 0 to 2, and the message would be on its way back out.
-    wait_until("A counts the import's delivery", || a.stats().delivered >= 1);
+    wait_until("A counts the import's delivery", || {
+        a.stats().delivered >= 1
+    });
     assert_eq!(a.stats().delivered, 1, "the import reached only `sub`");
     let stats = bridge_a.stats();
     assert_eq!((stats.imported, stats.exported), (1, 0));

@@ -1,5 +1,6 @@
-//! The NATS bridge's threads: a bridge runs exactly two, and `close` joins them. In a file of
-//! its own so that no other test's bridge runs in the same process.
+//! The NATS bridge's threads: a bridge runs exactly two, and `close` joins them, also while an
+//! import waits on a full local queue. In a file of its own so that no other test's bridge runs
+//! in the same process.
 #![cfg(feature = "nats")]
 
 #[path = "support/nats_server.rs"]
@@ -9,7 +10,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use nats_server::NatsServer;
-use syncmq::{Bridge, Broker};
+
+mod common;
+use common::wait_until;
+use syncmq::{Bridge, Broker, Overflow};
 
 /// The bridge's threads, as named (both fit Linux's 15-byte limit on thread names).
 const THREADS: [&str; 2] = ["syncmq-bridge", "syncmq-export"];
@@ -37,6 +41,37 @@ fn a_bridge_runs_two_threads_and_close_joins_them() {
     assert_threads([1, 1], "running");
     drop(bridge);
     assert_eq!(bridge_threads(), [0, 0], "joined by drop");
+
+    // Also while an import waits on a full local queue: its subscriber has room for one
+    // message and never reads, and a second bridge exports two messages to it.
+    let stuck = Broker::<String>::builder()
+        .capacity(1)
+        .overflow(Overflow::Block)
+        .build();
+    let importing = Bridge::builder(&stuck, &server.url())
+        .import("c.>")
+        .build()
+        .unwrap();
+    let _sub = stuck.subscribe("c.>").unwrap();
+    let exporting = Bridge::builder(&broker, &server.url())
+        .export("c.>")
+        .build()
+        .unwrap();
+    broker.publish("c.x", "first".into()).unwrap();
+    broker.publish("c.x", "second".into()).unwrap();
+    // `published` counts a publish before it delivers: at 2, the second import is waiting.
+    wait_until("the second import waits on the full queue", || {
+        stuck.stats().published == 2
+    });
+    assert_threads([2, 2], "two bridges running");
+    importing.close();
+    assert_eq!(
+        bridge_threads(),
+        [1, 1],
+        "joined by close while an import waited"
+    );
+    drop(exporting);
+    assert_eq!(bridge_threads(), [0, 0]);
 }
 
 /// Waits until the bridge threads are `expected`: a new thread names itself once it runs,
