@@ -708,7 +708,7 @@ impl<T: Clone + Send + 'static> Shared<T> {
         // Stripes of at least half a threshold each, one per dispatch thread plus one for the
         // publishing thread.
         let stripe_min = (self.config.dispatch_threshold / 2).max(1);
-        let stripes = (len / stripe_min).clamp(2, workers + 1);
+        let stripes = (len / stripe_min).clamp(2, workers.saturating_add(1));
         match self.pool.lease(stripes - 1) {
             Some(lease) => self
                 .pool

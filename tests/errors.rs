@@ -380,6 +380,29 @@ fn dispatch_threshold_below_two_still_delivers() {
     }
 }
 
+#[test]
+fn workers_usize_max_is_only_a_cap() {
+    // `workers(usize::MAX)` means "no cap of my own": a fan-out at the threshold must still
+    // be split into stripes (one thread per stripe at most), not overflow.
+    let broker = Broker::builder()
+        .workers(usize::MAX)
+        .dispatch_threshold(4)
+        .build();
+    let subs = subscribe_many(&broker, "t", 4);
+    for i in 0..20u32 {
+        let report = broker.publish("t", i).unwrap();
+        assert_eq!((report.delivered, report.dropped), (4, 0));
+    }
+    for sub in &subs {
+        assert_eq!(
+            sub.try_iter().collect::<Vec<_>>(),
+            (0..20).collect::<Vec<_>>()
+        );
+    }
+    // 4 subscribers in stripes of at least 2: two stripes, one of them on a dispatch thread.
+    assert_eq!(broker.stats().dispatch_threads, 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Threaded
 // ---------------------------------------------------------------------------------------------
