@@ -679,14 +679,20 @@ impl<T: Clone + Send + 'static> Shared<T> {
             ..Delta::default()
         });
         let mut evicted = 0;
-        for (key, id) in &outcome.evicted {
-            // `evict` already marked it `Evicted`, so no send enters its queue any more;
-            // removing it from the registry is what spares later publishes any cost for it.
+        for (key, id, state) in &outcome.evicted {
+            // Removing it from the registry is what spares later publishes any cost for it.
+            // Only a subscriber still filed is evicted: not one the broker let go by closing
+            // (it ends `Closed`, as `close` promises), nor one that is leaving.
             let retired = self.registry_mut().remove(key, *id);
             if let Some(route) = retired.as_ref().and_then(|r| r.route.as_ref()) {
-                route.key_counters().record_evicted();
-                self.totals.record_evicted();
-                evicted += 1;
+                // Marked while `retired` still holds a sender of its queue, so its receiver
+                // cannot see the queue end before the reason is set. From here on no send
+                // enters its queue.
+                if state.evict() {
+                    route.key_counters().record_evicted();
+                    self.totals.record_evicted();
+                    evicted += 1;
+                }
             }
             // `retired` is dropped here, outside the lock.
         }

@@ -43,7 +43,7 @@ use crate::config::Overflow;
 use crate::grace::Section;
 use crate::registry::Group;
 use crate::stats::{Counters, Delta};
-use crate::subscriber::{Attempt, Origin, Subscriber};
+use crate::subscriber::{Attempt, Origin, Subscriber, SubscriberState};
 
 /// What one publish carries into delivery besides the message.
 #[derive(Clone, Copy)]
@@ -113,9 +113,10 @@ pub(crate) struct Outcome {
     pub(crate) displaced: usize,
     /// Queue groups that received the message (also counted in `delivered`).
     pub(crate) groups: usize,
-    /// Subscribers this publish evicted, as `(key, id)`, for the publisher to remove from the
-    /// registry. Allocates only when someone is evicted.
-    pub(crate) evicted: Vec<(Arc<str>, u64)>,
+    /// Subscribers that reached their eviction threshold in this publish, as `(key, id,
+    /// state)`, for the publisher to remove from the registry and then mark evicted (unless
+    /// the broker closed or the subscriber left first). Allocates only when someone is.
+    pub(crate) evicted: Vec<(Arc<str>, u64, Arc<SubscriberState>)>,
 }
 
 impl Outcome {
@@ -397,12 +398,13 @@ impl<'a, T: Clone> Run<'a, '_, T> {
         self.tally.dropped += 1;
     }
 
+    /// `subscriber` reached its eviction threshold: exactly one miss does.
     fn evict(&mut self, subscriber: &Subscriber<T>) {
-        if subscriber.evict() {
-            self.outcome
-                .evicted
-                .push((subscriber.key.clone(), subscriber.id));
-        }
+        self.outcome.evicted.push((
+            subscriber.key.clone(),
+            subscriber.id,
+            subscriber.state().clone(),
+        ));
     }
 
     /// Phase 2's retry of waiting send `i`, without waiting: settles it if its queue has room

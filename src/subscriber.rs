@@ -211,6 +211,12 @@ impl SubscriberState {
         grace::wait_for_sections();
     }
 
+    /// Shuts the queue for missing too many messages. Returns `true` if this call evicted it
+    /// (it had not left already).
+    pub(crate) fn evict(&self) -> bool {
+        self.shut(Lifecycle::Evicted)
+    }
+
     pub(crate) fn lifecycle(&self) -> Lifecycle {
         Lifecycle::from_u8(self.lifecycle.load(Ordering::SeqCst))
     }
@@ -358,10 +364,10 @@ impl<T> Subscriber<T> {
         }
     }
 
-    /// Shuts the subscriber for missing too many messages. Returns `true` if this call evicted
-    /// it (it had not left already).
-    pub(crate) fn evict(&self) -> bool {
-        self.state.shut(Lifecycle::Evicted)
+    /// State shared with the [`Subscription`](crate::Subscription), for the publisher to
+    /// evict the subscriber once the registry let it go.
+    pub(crate) fn state(&self) -> &Arc<SubscriberState> {
+        &self.state
     }
 }
 

@@ -527,3 +527,66 @@ fn eviction_under_concurrent_publishers_is_counted_once() {
         assert_eq!(sub.recv(), Err(RecvError::Evicted));
     }
 }
+
+#[test]
+fn a_wait_cut_short_by_close_does_not_evict() {
+    // Giving up on a full queue because the broker closes is not the subscriber missing a
+    // message by being slow: it ends `Closed`, as `close` promises, and no count says
+    // otherwise.
+    let broker = Broker::builder()
+        .capacity(1)
+        .overflow(Overflow::Block)
+        .evict_after(1)
+        .build();
+    let sub = broker.subscribe("t").unwrap();
+    broker.publish("t", 0).unwrap(); // fills it
+    let waiting = thread::spawn({
+        let broker = broker.clone();
+        move || broker.publish("t", 1).unwrap()
+    });
+    // Whether the close lands before or during its wait, the publish gives the send up.
+    while broker.stats().published < 2 {
+        thread::yield_now();
+    }
+    broker.close();
+    let report = waiting.join().unwrap();
+    assert_eq!((report.delivered, report.dropped), (0, 1));
+    assert_eq!(report.evicted as u64, broker.stats().evicted);
+    assert_eq!(sub.recv(), Ok(0));
+    assert_eq!(sub.recv(), Err(RecvError::Closed));
+    assert_eq!(sub.status(), SubscriptionStatus::Closed);
+    assert_eq!(broker.stats().evicted, 0);
+}
+
+#[test]
+fn an_eviction_racing_close_is_counted_whenever_it_happens() {
+    // A publish that took its route before `close` may miss after it. The subscription then
+    // ends `Closed`, or `Evicted` with the eviction counted: never evicted but uncounted.
+    for _ in 0..500 {
+        let broker = Broker::builder()
+            .capacity(0)
+            .overflow(Overflow::Drop)
+            .evict_after(1)
+            .build();
+        let sub = broker.subscribe("t").unwrap();
+        let start = Arc::new(Barrier::new(2));
+        let publisher = thread::spawn({
+            let broker = broker.clone();
+            let start = start.clone();
+            move || {
+                start.wait();
+                broker.publish("t", 1).map_or(0, |report| report.evicted)
+            }
+        });
+        start.wait();
+        broker.close();
+        let evicted = publisher.join().unwrap();
+        let stats = broker.stats();
+        assert_eq!(stats.evicted, evicted as u64);
+        match sub.recv() {
+            Err(RecvError::Evicted) => assert_eq!(stats.evicted, 1),
+            Err(RecvError::Closed) => assert_eq!(stats.evicted, 0),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
