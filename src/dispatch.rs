@@ -162,10 +162,25 @@ impl<T: Clone + Send + 'static> Pool<T> {
         thread::Builder::new()
             .name(format!("syncmq-dispatch-{index}"))
             .spawn(move || {
-                // Ends when every `Sender` of the queue is gone: the pool's (dropped by
-                // `shutdown`) and those of publishes in flight.
-                for job in jobs.iter() {
-                    job.run(&closing);
+                // Ends when every `Sender` of the queue is gone (the pool's, dropped by
+                // `shutdown`, and those of publishes in flight), or once the broker is closed
+                // and the queue is empty. Not waiting for the publishes' senders after a close
+                // matters when `close` runs inside a message's `Clone` on a publishing thread
+                // that still holds one: `shutdown` joins this thread. A job queued after we
+                // left is run by its publish, which runs queued jobs while it waits.
+                loop {
+                    select! {
+                        recv(jobs) -> job => match job {
+                            Ok(job) => job.run(&closing),
+                            Err(_) => break,
+                        },
+                        recv(closing) -> _ => {
+                            while let Ok(job) = jobs.try_recv() {
+                                job.run(&closing);
+                            }
+                            break;
+                        }
+                    }
                 }
             })
     }

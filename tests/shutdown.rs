@@ -363,6 +363,41 @@ fn close_from_many_threads_at_once_is_idempotent() {
     }
 }
 
+/// A message whose first clone closes the broker it carries.
+#[derive(Debug)]
+struct ClosesOnClone(Arc<std::sync::Mutex<Option<Broker<ClosesOnClone>>>>);
+
+impl Clone for ClosesOnClone {
+    fn clone(&self) -> Self {
+        let broker = self.0.lock().unwrap().take();
+        if let Some(broker) = broker {
+            broker.close();
+        }
+        ClosesOnClone(self.0.clone())
+    }
+}
+
+/// The first clone of a striped publish is made on the publishing thread, for a dispatch
+/// stripe, before the publish lets go of the job queue. A `close` there must not wait for
+/// dispatch threads that wait for that job queue to end.
+#[test]
+fn close_from_a_message_clone_during_a_striped_publish_returns() {
+    let broker = Broker::builder().dispatch_threshold(4).workers(2).build();
+    let subs = subscribe_many(&broker, "t", 8);
+    let msg = ClosesOnClone(Arc::new(std::sync::Mutex::new(Some(broker.clone()))));
+    let publisher = {
+        let broker = broker.clone();
+        spawn_pending(move || broker.publish("t", msg).map(|report| report.routed()))
+    };
+    assert_eq!(publisher.wait(PROMPT), Ok(8));
+    assert!(broker.is_closed());
+    assert_eq!(broker.stats().dispatch_threads, 0);
+    for sub in subs {
+        assert_eq!(sub.try_iter().count(), 1);
+        assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Closed);
+    }
+}
+
 /// `close` promises that the dispatch threads have been joined when it returns. Two `close`
 /// calls at once: the one that did not do the work must not return before the one that did
 /// has joined the threads.
