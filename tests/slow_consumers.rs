@@ -11,7 +11,7 @@ use syncmq::{
 };
 
 mod common;
-use common::{opts, subscribe_many};
+use common::{opts, subscribe_many, wait_for_published};
 
 /// Generous upper bound for "returns promptly" on a loaded 2-core machine.
 const PROMPT: Duration = Duration::from_secs(2);
@@ -545,9 +545,7 @@ fn a_wait_cut_short_by_close_does_not_evict() {
         move || broker.publish("t", 1).unwrap()
     });
     // Whether the close lands before or during its wait, the publish gives the send up.
-    while broker.stats().published < 2 {
-        thread::yield_now();
-    }
+    wait_for_published(&broker, 2);
     broker.close();
     let report = waiting.join().unwrap();
     assert_eq!((report.delivered, report.dropped), (0, 1));
