@@ -21,8 +21,9 @@
 //!
 //! The rule: **no guard is ever held across a blocking send or user code**: `Clone` and `Drop`
 //! of messages run outside every lock. Two guards are held across a wait: `Pool::joining`,
-//! while `close` joins the dispatch threads (which never take it), and the grace waiter lock,
-//! while a leaving subscription waits out the sections (which never wait for it).
+//! while `close` joins the dispatch threads (which only ever try it, when a message's `Clone`
+//! or `Drop` closes the broker on one of them), and the grace waiter lock, while a leaving
+//! subscription waits out the sections (which never wait for it).
 //!
 //! Sends are not guarded by a lock at all: each happens inside a grace section (`grace.rs`)
 //! after checking the subscriber's `lifecycle`, and a subscription that leaves waits for the
@@ -415,7 +416,9 @@ impl<T: Clone + Send + 'static> Broker<T> {
     ///   send as dropped;
     /// - every subscription receives what is already queued, then gets
     ///   [`RecvError::Closed`](crate::RecvError::Closed): no thread stays blocked in `recv`;
-    /// - the dispatch threads have been joined when `close` returns.
+    /// - the dispatch threads have been joined when `close` returns. (Except for a `close`
+    ///   from a message's `Clone` or `Drop` on a dispatch thread: that thread cannot wait for
+    ///   itself, nor for another `close` joining it. It ends on its own.)
     ///
     /// Dropping the last `Broker` handle closes the broker too.
     ///

@@ -15,9 +15,11 @@
 //! [`Pool::shutdown`], which `Broker::close` calls.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
@@ -109,9 +111,20 @@ pub(crate) struct Pool<T> {
     /// Upper bound on threads.
     limit: usize,
     /// Held by `shutdown` while it joins, so that a second, concurrent `close` also returns
-    /// only once every thread is joined. Dispatch threads never take it, so holding it across
-    /// the joins cannot deadlock; it is the one guard held across a blocking call.
+    /// only once every thread is joined. It is the one guard held across a blocking call. A
+    /// dispatch thread of this pool (closing the broker from a message's `Clone` or `Drop`)
+    /// only tries it: the holder may be joining that very thread.
     joining: Mutex<()>,
+    /// Unique per pool: what `DISPATCH_POOL` holds on this pool's threads.
+    id: u64,
+}
+
+/// The next pool id. Starts at 1: 0 means "not a dispatch thread".
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The id of the pool this thread dispatches for, or 0.
+    static DISPATCH_POOL: Cell<u64> = const { Cell::new(0) };
 }
 
 /// A publish's handle on the pool, taken once per striped publish.
@@ -132,6 +145,8 @@ impl<T: Clone + Send + 'static> Pool<T> {
             closing,
             limit,
             joining: Mutex::new(()),
+            // `Relaxed`: only uniqueness matters, which the read-modify-write gives.
+            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -159,9 +174,11 @@ impl<T: Clone + Send + 'static> Pool<T> {
     fn spawn(&self, index: usize) -> std::io::Result<JoinHandle<()>> {
         let jobs = self.job_queue.clone();
         let closing = self.closing.clone();
+        let pool = self.id;
         thread::Builder::new()
             .name(format!("syncmq-dispatch-{index}"))
             .spawn(move || {
+                DISPATCH_POOL.with(|id| id.set(pool));
                 // Ends when every `Sender` of the queue is gone (the pool's, dropped by
                 // `shutdown`, and those of publishes in flight), or once the broker is closed
                 // and the queue is empty. Not waiting for the publishes' senders after a close
@@ -273,8 +290,22 @@ impl<T> Pool<T> {
 
     /// Stops accepting jobs and joins every thread. Jobs already queued still run (quickly:
     /// the close signal has fired, so they do not wait on full queues). Idempotent.
+    ///
+    /// On one of this pool's own threads (a message's `Clone` or `Drop` closing the broker),
+    /// returns at once if another `shutdown` is under way: that one joins this thread, and
+    /// would wait for ever if this thread waited for it. The thread itself is never joined by
+    /// its own call either; it ends on its own once the close signal has fired and its queue
+    /// is empty.
     pub(crate) fn shutdown(&self) {
-        let _joining = self.joining.lock();
+        let own_thread = DISPATCH_POOL.with(Cell::get) == self.id;
+        let _joining = if own_thread {
+            let Some(joining) = self.joining.try_lock() else {
+                return;
+            };
+            joining
+        } else {
+            self.joining.lock()
+        };
         let threads = {
             let mut state = self.state.lock();
             state.jobs = None;
@@ -282,9 +313,7 @@ impl<T> Pool<T> {
         };
         let me = thread::current().id();
         for handle in threads {
-            // A thread cannot join itself. That would only happen if a user's message type
-            // dropped the last `Broker` handle inside a dispatch thread; that thread then ends
-            // on its own once the queue disconnects.
+            // A thread cannot join itself: see above.
             if handle.thread().id() != me {
                 let _ = handle.join();
             }

@@ -398,6 +398,106 @@ fn close_from_a_message_clone_during_a_striped_publish_returns() {
     }
 }
 
+/// What the messages of one [`ClosesOnTwoDispatchThreads`] test share.
+#[derive(Default)]
+struct CloseRace {
+    /// Off for the warm-up publish.
+    armed: std::sync::atomic::AtomicBool,
+    broker: std::sync::Mutex<Option<Broker<ClosesOnTwoDispatchThreads>>>,
+    /// Dispatch threads that reached the clone, and their condition.
+    arrived: std::sync::Mutex<usize>,
+    arrived_changed: std::sync::Condvar,
+    /// Clones made on the publishing thread.
+    publisher_clones: AtomicUsize,
+}
+
+impl CloseRace {
+    /// Waits until two dispatch threads have arrived, or `PATIENCE` passed.
+    fn wait_for_both(&self) {
+        let arrived = self.arrived.lock().unwrap();
+        let _ = self
+            .arrived_changed
+            .wait_timeout_while(arrived, PATIENCE, |arrived| *arrived < 2)
+            .unwrap();
+    }
+}
+
+/// A message whose clones on two dispatch threads, made at the same moment, both close the
+/// broker.
+struct ClosesOnTwoDispatchThreads(Arc<CloseRace>);
+
+impl std::fmt::Debug for ClosesOnTwoDispatchThreads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClosesOnTwoDispatchThreads")
+    }
+}
+
+impl Clone for ClosesOnTwoDispatchThreads {
+    fn clone(&self) -> Self {
+        let race = &self.0;
+        if race.armed.load(Ordering::SeqCst) {
+            let on_dispatch_thread = thread::current()
+                .name()
+                .is_some_and(|name| name.starts_with("syncmq-dispatch"));
+            if on_dispatch_thread {
+                *race.arrived.lock().unwrap() += 1;
+                race.arrived_changed.notify_all();
+                race.wait_for_both();
+                let broker = race.broker.lock().unwrap().clone();
+                if let Some(broker) = broker {
+                    broker.close();
+                }
+            } else if race.publisher_clones.fetch_add(1, Ordering::SeqCst) == 2 {
+                // The third clone on the publishing thread is for its own stripe, made after
+                // both jobs were queued. Waiting here keeps it from taking a job back before
+                // a dispatch thread has.
+                race.wait_for_both();
+            }
+        }
+        ClosesOnTwoDispatchThreads(self.0.clone())
+    }
+}
+
+/// Two dispatch threads whose message clones close the broker at once: the one whose `close`
+/// joins the other must not wait for the other's `close`, which waits for it.
+#[test]
+fn close_from_clones_on_two_dispatch_threads_at_once_returns() {
+    // Six subscribers in stripes of at least 2 with two dispatch threads: three stripes of
+    // two, so each dispatch thread clones once, for its first subscriber.
+    let broker = Broker::builder().dispatch_threshold(4).workers(2).build();
+    let subs = subscribe_many(&broker, "t", 6);
+    let race = Arc::new(CloseRace::default());
+    *race.broker.lock().unwrap() = Some(broker.clone());
+    let msg = ClosesOnTwoDispatchThreads(race.clone());
+    // Unarmed: spawns the dispatch threads, which then wait for jobs.
+    assert_eq!(broker.publish("t", msg.clone()).unwrap().routed(), 6);
+    assert_eq!(broker.stats().dispatch_threads, 2);
+    race.armed.store(true, Ordering::SeqCst);
+
+    let publisher = {
+        let broker = broker.clone();
+        spawn_pending(move || broker.publish("t", msg).map(|report| report.routed()))
+    };
+    let Some(routed) = publisher.try_wait(PROMPT) else {
+        // Deadlocked: dropping the broker would close it, and wait for the deadlock too.
+        std::mem::forget((broker, subs));
+        panic!("the publish did not return: the two closes wait for each other");
+    };
+    assert_eq!(routed, Ok(6));
+    assert_eq!(
+        *race.arrived.lock().unwrap(),
+        2,
+        "both clones on dispatch threads"
+    );
+    assert!(broker.is_closed());
+    for sub in subs {
+        assert_eq!(sub.try_iter().count(), 2);
+        assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Closed);
+    }
+    // The messages hold the broker: let go of it.
+    race.broker.lock().unwrap().take();
+}
+
 /// `close` promises that the dispatch threads have been joined when it returns. Two `close`
 /// calls at once: the one that did not do the work must not return before the one that did
 /// has joined the threads.
