@@ -722,8 +722,8 @@ impl<T: Clone + Send + 'static> Shared<T> {
             Some(lease) => self
                 .pool
                 .deliver_striped(lease, route, stripes, msg, context),
-            // The pool shut down after our snapshot was taken: deliver inline; the close
-            // signal makes any wait end at once.
+            // The pool shut down after our snapshot was taken (the close signal then makes any
+            // wait end at once), or no dispatch thread could be spawned: deliver inline.
             None => deliver(&route.subscribers, &route.groups, msg, context),
         }
     }

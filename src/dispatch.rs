@@ -1,10 +1,15 @@
 //! The dispatch pool: broker-owned threads that deliver stripes of large fan-outs.
 //!
 //! A publish to many subscribers is cut into stripes of consecutive subscribers. The publishing
-//! thread queues every stripe but the first as a [`Job`], delivers the first stripe itself,
-//! then waits for the others' outcomes. While it waits it also runs queued jobs itself (its own
-//! or another publish's), so a publish makes progress even when every dispatch thread is busy
-//! or none could be spawned.
+//! thread queues every stripe but the first as a [`Job`] and delivers the first stripe itself.
+//! Then it runs itself each of its jobs that no dispatch thread has taken yet (a job is a
+//! [`Slot`], claimed once, by whoever comes first), and waits for the outcomes of the others.
+//! So a publish makes progress even when every dispatch thread is busy.
+//!
+//! A publishing thread never runs *another* publish's job: that job may wait on a full queue of
+//! a subscriber this publish has nothing to do with (one that blocks, or whose consumer is this
+//! very thread, publishing from a pipeline stage). A stalled subscriber delays only the
+//! publishes that reach it.
 //!
 //! Why publishes cannot overtake each other: a publish returns only when all of its stripes
 //! are done, and each subscriber is in exactly one stripe. So for any one subscriber, the
@@ -32,6 +37,15 @@ use crate::subscriber::Origin;
 
 /// What a finished stripe reports: its outcome, or the panic of a user `Clone` or `Drop` impl.
 type StripeResult = Result<Outcome, Box<dyn Any + Send>>;
+
+/// A queued job: taken by the first of a dispatch thread and its own publish to claim it. The
+/// queue and the publish each hold it; whoever finds it empty has nothing to do.
+type Slot<T> = Arc<Mutex<Option<Job<T>>>>;
+
+/// Takes the job out of `slot`, unless someone already has.
+fn claim<T>(slot: &Slot<T>) -> Option<Job<T>> {
+    slot.lock().take()
+}
 
 /// One stripe of one publish.
 struct Job<T> {
@@ -93,7 +107,7 @@ impl<T: Clone> Job<T> {
 /// join.
 struct PoolState<T> {
     /// Sending side of the job queue; `None` once shut down.
-    jobs: Option<Sender<Job<T>>>,
+    jobs: Option<Sender<Slot<T>>>,
     /// Spawned threads, in spawn order.
     threads: Vec<JoinHandle<()>>,
     /// Spawn attempts that failed. Publishing goes on without those threads.
@@ -103,9 +117,8 @@ struct PoolState<T> {
 /// The broker's dispatch threads and their shared job queue.
 pub(crate) struct Pool<T> {
     state: Mutex<PoolState<T>>,
-    /// Receiving side of the job queue, cloned into each thread and used by publishers to run
-    /// queued jobs while they wait.
-    job_queue: Receiver<Job<T>>,
+    /// Receiving side of the job queue, cloned into each thread.
+    job_queue: Receiver<Slot<T>>,
     /// The broker's close signal, cloned into each thread.
     closing: Receiver<()>,
     /// Upper bound on threads.
@@ -129,7 +142,7 @@ thread_local! {
 
 /// A publish's handle on the pool, taken once per striped publish.
 pub(crate) struct Lease<T> {
-    jobs: Sender<Job<T>>,
+    jobs: Sender<Slot<T>>,
 }
 
 impl<T: Clone + Send + 'static> Pool<T> {
@@ -151,7 +164,8 @@ impl<T: Clone + Send + 'static> Pool<T> {
     }
 
     /// Makes sure `wanted` threads (at most the limit) are running and returns a handle for
-    /// queueing jobs, or `None` after shutdown.
+    /// queueing jobs; `None` after shutdown, or if no thread could be spawned (queued jobs
+    /// would then never leave the queue, even once their publishes ran them).
     pub(crate) fn lease(&self, wanted: usize) -> Option<Lease<T>> {
         let mut state = self.state.lock();
         let jobs = state.jobs.clone()?;
@@ -160,13 +174,16 @@ impl<T: Clone + Send + 'static> Pool<T> {
             match self.spawn(state.threads.len()) {
                 Ok(handle) => state.threads.push(handle),
                 Err(_) => {
-                    // Not fatal: the publishing thread runs the jobs itself while it waits.
-                    // Counted in `Broker::stats` so the failure is visible; tried again by a
-                    // later publish.
+                    // Not fatal: the publishing thread runs the jobs no thread takes. Counted
+                    // in `Broker::stats` so the failure is visible; tried again by a later
+                    // publish.
                     state.spawn_failures += 1;
                     break;
                 }
             }
+        }
+        if state.threads.is_empty() {
+            return None;
         }
         Some(Lease { jobs })
     }
@@ -184,16 +201,22 @@ impl<T: Clone + Send + 'static> Pool<T> {
                 // and the queue is empty. Not waiting for the publishes' senders after a close
                 // matters when `close` runs inside a message's `Clone` on a publishing thread
                 // that still holds one: `shutdown` joins this thread. A job queued after we
-                // left is run by its publish, which runs queued jobs while it waits.
+                // left is run by its publish, which runs its unclaimed jobs itself.
                 loop {
                     select! {
-                        recv(jobs) -> job => match job {
-                            Ok(job) => job.run(&closing),
+                        recv(jobs) -> slot => match slot {
+                            Ok(slot) => {
+                                if let Some(job) = claim(&slot) {
+                                    job.run(&closing);
+                                }
+                            }
                             Err(_) => break,
                         },
                         recv(closing) -> _ => {
-                            while let Ok(job) = jobs.try_recv() {
-                                job.run(&closing);
+                            while let Ok(slot) = jobs.try_recv() {
+                                if let Some(job) = claim(&slot) {
+                                    job.run(&closing);
+                                }
                             }
                             break;
                         }
@@ -223,7 +246,8 @@ impl<T: Clone + Send + 'static> Pool<T> {
         // At most one allocation per striped publish, shared by its jobs; small next to the
         // jobs themselves.
         let topic: Arc<str> = context.topic.shared();
-        let mut queued = 0;
+        // This publish's jobs, to run those no dispatch thread has claimed.
+        let mut mine: Vec<Slot<T>> = Vec::with_capacity(stripes - 1);
         let queueing = panic::catch_unwind(AssertUnwindSafe(|| {
             for k in 1..stripes {
                 let job = Job {
@@ -236,9 +260,10 @@ impl<T: Clone + Send + 'static> Pool<T> {
                     topic: topic.clone(),
                     done: done.clone(),
                 };
+                let slot = Arc::new(Mutex::new(Some(job)));
                 // Cannot fail: `self.job_queue` keeps the queue connected.
-                let _ = lease.jobs.send(job);
-                queued += 1;
+                let _ = lease.jobs.send(slot.clone());
+                mine.push(slot);
             }
         }));
         drop(done);
@@ -255,23 +280,19 @@ impl<T: Clone + Send + 'static> Pool<T> {
             Ok(outcome) => (outcome, None),
             Err(payload) => (Outcome::default(), Some(payload)),
         };
-        let mut pending = queued;
-        while pending > 0 {
-            select! {
-                recv(results) -> result => {
-                    pending -= 1;
-                    match result {
-                        Ok(Ok(stripe)) => outcome.merge(stripe),
-                        Ok(Err(payload)) => panicked = panicked.or(Some(payload)),
-                        // Unreachable: every job reports before dropping its sender.
-                        Err(_) => break,
-                    }
-                }
-                recv(self.job_queue) -> job => {
-                    if let Ok(job) = job {
-                        job.run(&self.closing);
-                    }
-                }
+        // Every job reports to `results`, whoever runs it (a panic included: `Job::run`
+        // catches it), so once ours are run or claimed, `mine.len()` results will come.
+        for slot in &mine {
+            if let Some(job) = claim(slot) {
+                job.run(&self.closing);
+            }
+        }
+        for _ in 0..mine.len() {
+            match results.recv() {
+                Ok(Ok(stripe)) => outcome.merge(stripe),
+                Ok(Err(payload)) => panicked = panicked.or(Some(payload)),
+                // Unreachable: every job reports before dropping its sender.
+                Err(_) => break,
             }
         }
         if let Some(payload) = panicked {

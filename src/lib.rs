@@ -156,8 +156,9 @@
 //! entirely on the publishing thread. A larger fan-out is cut into stripes: the publishing
 //! thread delivers one and a small pool of broker-owned threads (`syncmq-dispatch-{i}`, at
 //! most [`BrokerBuilder::workers`], spawned on first need, joined on close) deliver the
-//! others. The publish still returns only when all stripes are done, so each subscriber sees
-//! one publisher's messages in publish order.
+//! others; the publishing thread then delivers any of its stripes no dispatch thread has taken
+//! yet, and never another publish's. The publish still returns only when all stripes are done,
+//! so each subscriber sees one publisher's messages in publish order.
 //!
 //! Sends take no lock. A subscription that leaves instead waits for the publishes that are
 //! putting messages into queues at that moment, on any broker in the process (microseconds,

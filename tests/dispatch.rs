@@ -682,3 +682,69 @@ fn striped_publishes_to_busy_subscribers_deliver_everything_in_order() {
         )
     );
 }
+
+/// A publishing thread that waits for its own stripes must not pick up another publish's stripe
+/// that waits on a full `Block` queue: its own publish, to subscribers with room, would then wait
+/// for a consumer it has nothing to do with. Worse, when that consumer is the publishing thread
+/// itself (a pipeline stage: it consumes one topic and publishes to another), neither ever
+/// proceeds.
+#[test]
+fn a_publish_waiting_for_its_stripes_does_not_run_another_publishs_blocked_stripe() {
+    // Two stripes per publish (one dispatch thread): the first subscriber on the publishing
+    // thread, the others in one job.
+    let broker = Broker::<u64>::builder()
+        .capacity(1)
+        .overflow(Overflow::Block)
+        .workers(1)
+        .dispatch_threshold(2)
+        .build();
+    let c: Vec<_> = (0..3).map(|_| broker.subscribe("busy").unwrap()).collect();
+    let y = broker.subscribe("stage").unwrap();
+    let stage_input = broker.subscribe("stage").unwrap();
+    let z: Vec<_> = (0..2).map(|_| broker.subscribe("out").unwrap()).collect();
+    // Fill every queue of `busy` and `stage`.
+    assert_report(broker.publish("busy", 0).unwrap(), 3, 0);
+    assert_report(broker.publish("stage", 0).unwrap(), 2, 0);
+
+    // 1. Keep the dispatch thread busy: the job [c1, c2] of this publish waits on both
+    //    (its publishing thread is stuck on c0 in its own stripe, so only the dispatch thread
+    //    can run the job). Once c1 gets the message, the dispatch thread is running the job
+    //    and still waits on c2.
+    let busy = {
+        let broker = broker.clone();
+        spawn_pending(move || broker.publish("busy", 1).unwrap())
+    };
+    assert_eq!(c[1].recv(), Ok(0));
+    common::wait_until("the dispatch thread delivered to c1", || c[1].len() == 1);
+
+    // 2. A publish to `stage` queues its job [stage_input] and waits on `y` in its own stripe:
+    //    its job stays queued, as nobody is free to take it.
+    let (tid_tx, tid_rx) = bounded(1);
+    let stage = {
+        let broker = broker.clone();
+        spawn_pending(move || {
+            tid_tx.send(current_tid()).unwrap();
+            broker.publish("stage", 1).unwrap()
+        })
+    };
+    wait_until_blocked(tid_rx.recv().unwrap().as_deref());
+
+    // 3. The consumer of `stage_input` publishes to `out`, whose subscribers all have room.
+    let out = {
+        let broker = broker.clone();
+        spawn_pending(move || {
+            let report = broker.publish("out", 2).unwrap();
+            (report, stage_input)
+        })
+    };
+    let finished = out.try_wait(Duration::from_secs(5));
+    // Let everything finish, whatever happened.
+    broker.close();
+    let (report, stage_input) = finished.expect(
+        "a publish to subscribers with room waited on another publish's full `Block` queue",
+    );
+    assert_report(report, 2, 0);
+    assert_eq!(stage_input.recv(), Ok(0));
+    let _ = (busy.wait(PATIENCE), stage.wait(PATIENCE));
+    drop((c, y, z));
+}
