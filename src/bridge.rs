@@ -97,7 +97,7 @@ use crate::delivery::BridgeImport;
 use crate::error::{BridgeError, Error};
 use crate::subscriber::{Origin, SubscriberState, Tagged};
 use crate::subscription::Tap;
-use crate::topic::{pattern_matches, validate_pattern};
+use crate::topic::{MAX_TOPIC_LEN, pattern_matches, validate_pattern};
 
 /// The default capacity of each export queue, in messages.
 pub const DEFAULT_EXPORT_CAPACITY: usize = 1024;
@@ -269,8 +269,8 @@ impl Bridge {
     /// Starts building a bridge between `broker` and the NATS server at `url`.
     ///
     /// `url` is a NATS server address such as `nats://127.0.0.1:4222` or `localhost:4222`, or
-    /// several separated by commas (a cluster: the client picks one and fails over). It is
-    /// checked by [`build`](BridgeBuilder::build).
+    /// several separated by commas (a cluster: the client picks one and fails over; an empty
+    /// entry is an error). It is checked by [`build`](BridgeBuilder::build).
     ///
     /// # Examples
     ///
@@ -497,7 +497,9 @@ impl<T: Codec + Clone + Send + 'static> BridgeBuilder<T> {
 
     /// Imports NATS messages on subjects matching `pattern` as a member of the NATS queue
     /// group `group`: each message goes to one member of the group, so processes that
-    /// import with the same group share the work.
+    /// import with the same group share the work. `group` must be non-empty, without
+    /// whitespace, and at most [`MAX_TOPIC_LEN`] bytes, or `build` fails with
+    /// [`BridgeError::InvalidGroup`].
     pub fn import_group(mut self, pattern: &str, group: &str) -> Self {
         self.imports.push(Import {
             pattern: pattern.to_owned(),
@@ -547,7 +549,7 @@ impl<T: Codec + Clone + Send + 'static> BridgeBuilder<T> {
     /// - [`BridgeError::InvalidUrl`], [`BridgeError::InvalidPattern`] or
     ///   [`BridgeError::InvalidGroup`] for bad input, before anything is started;
     /// - [`BridgeError::Connect`] if the server cannot be reached within the connect
-    ///   timeout, or refuses the connection;
+    ///   timeout, or refuses the connection, or the client fails while connecting;
     /// - [`BridgeError::Broker`] if the broker is closed or the export capacity is above
     ///   [`MAX_CAPACITY`](crate::MAX_CAPACITY);
     /// - [`BridgeError::Spawn`] if a thread or the runtime cannot be started.
@@ -579,7 +581,13 @@ impl<T: Codec + Clone + Send + 'static> BridgeBuilder<T> {
             })?;
         }
         for group in self.imports.iter().filter_map(|i| i.group.as_ref()) {
-            if group.is_empty() || group.chars().any(char::is_whitespace) {
+            // A name too long for the server's control line (the SUB line carries it) would
+            // make the server drop the connection at every reconnect: keep to the broker's own
+            // limit on group names.
+            if group.is_empty()
+                || group.len() > MAX_TOPIC_LEN
+                || group.chars().any(char::is_whitespace)
+            {
                 return Err(BridgeError::InvalidGroup {
                     group: group.clone(),
                 });
@@ -636,9 +644,16 @@ impl<T: Codec + Clone + Send + 'static> BridgeBuilder<T> {
                 return Err(err);
             }
             Err(_) => {
-                let _ = runtime_thread.join();
-                return Err(BridgeError::Spawn {
-                    reason: "the bridge thread ended before connecting".into(),
+                // The thread panicked: in the NATS client, while connecting (for instance a
+                // `tls://` server, as the client is built without a TLS crypto provider).
+                return Err(match runtime_thread.join() {
+                    Err(panic) => BridgeError::Connect {
+                        url: self.url,
+                        reason: format!("the NATS client panicked: {}", panic_message(&*panic)),
+                    },
+                    Ok(()) => BridgeError::Spawn {
+                        reason: "the bridge thread ended before connecting".into(),
+                    },
                 });
             }
         };
@@ -695,16 +710,31 @@ impl<T: Codec + Clone + Send + 'static> BridgeBuilder<T> {
 
 /// Parses `url`, a server address or several separated by commas.
 fn parse_servers(url: &str) -> Result<Vec<ServerAddr>, BridgeError> {
+    let invalid = |reason: String| BridgeError::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    };
     url.split(',')
         .map(|part| {
-            part.trim()
-                .parse::<ServerAddr>()
-                .map_err(|err| BridgeError::InvalidUrl {
-                    url: url.to_owned(),
-                    reason: err.to_string(),
-                })
+            let part = part.trim();
+            // The client would take an empty address for a host named "" and fail to
+            // resolve it, once started; a list with an empty entry is a typo all the same.
+            if part.is_empty() {
+                return Err(invalid("empty server address".into()));
+            }
+            part.parse::<ServerAddr>()
+                .map_err(|err| invalid(err.to_string()))
         })
         .collect()
+}
+
+/// The message of a panic's payload, when it is text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// What the runtime thread needs to connect.

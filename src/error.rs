@@ -98,17 +98,21 @@ pub enum BridgeError {
         /// What is wrong with it.
         reason: TopicError,
     },
-    /// A queue group name is empty or contains whitespace, which NATS does not allow.
+    /// A queue group name is empty or contains whitespace, which NATS does not allow, or is
+    /// longer than [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN) bytes, the limit on the broker's own
+    /// group names (a name past the server's protocol line limit would break the connection).
     InvalidGroup {
         /// The rejected name, as given.
         group: String,
     },
     /// No server could be reached within the connect timeout, or the server refused the
-    /// connection.
+    /// connection, or the NATS client failed while connecting (a `tls://` server, for one:
+    /// the client is built without a TLS crypto provider).
     Connect {
         /// The server URL given to the builder.
         url: String,
-        /// Why, as the NATS client says (or that the connect timeout passed).
+        /// Why, as the NATS client says (or that the connect timeout passed, or the client's
+        /// panic message).
         reason: String,
     },
     /// The broker refused the export queues: it is closed, or the queue settings are invalid

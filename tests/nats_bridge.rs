@@ -650,3 +650,74 @@ fn a_closed_broker_cannot_be_bridged() {
         .unwrap_err();
     assert_eq!(err, BridgeError::Broker(Error::Closed));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Audit: builder input, accounting at the edges
+
+#[test]
+fn an_empty_server_address_is_an_invalid_url() {
+    // Rejected before anything starts, like any other malformed address: not a DNS failure
+    // reported as `Connect`, and not silently skipped in a list.
+    let broker = broker::<String>();
+    for url in [
+        "",
+        " ",
+        "nats://127.0.0.1:4222,",
+        "nats://127.0.0.1:4222, ,nats://x:1",
+    ] {
+        let err = Bridge::builder(&broker, url)
+            .export("a.>")
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, BridgeError::InvalidUrl { url: given, .. } if given == url),
+            "{url:?}: {err:?}"
+        );
+    }
+    assert_eq!(broker.stats().subscribers, 0);
+}
+
+#[test]
+fn a_tls_url_without_a_crypto_provider_is_a_connect_error() {
+    // The `nats` feature builds async-nats without a TLS crypto provider, so the client
+    // cannot set up TLS (it panics on the bridge thread). `build` says so as a connection
+    // failure, not as a thread that could not be started.
+    let server = NatsServer::start();
+    let broker = broker::<String>();
+    let url = format!("tls://127.0.0.1:{}", server.port());
+    let err = Bridge::builder(&broker, &url)
+        .export("a.>")
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, BridgeError::Connect { url: given, .. } if *given == url),
+        "{err:?}"
+    );
+    assert_eq!(broker.stats().subscribers, 0);
+}
+
+#[test]
+fn a_queue_group_name_longer_than_a_topic_is_rejected() {
+    // NATS sends the group in the SUB line; a name past the server's control-line limit
+    // (4096 bytes by default) makes the server drop the connection at every (re)connect, so
+    // such a bridge would reconnect in a loop forever. Group names follow the broker's own
+    // limit instead, `MAX_TOPIC_LEN`.
+    let server = NatsServer::start();
+    let broker = broker::<String>();
+    let at_limit = "g".repeat(syncmq::MAX_TOPIC_LEN);
+    let bridge = Bridge::builder(&broker, &server.url())
+        .import_group("jobs.>", &at_limit)
+        .build()
+        .unwrap();
+    assert!(bridge.stats().connected);
+    drop(bridge);
+    for len in [syncmq::MAX_TOPIC_LEN + 1, 5000] {
+        let group = "g".repeat(len);
+        let err = Bridge::builder(&broker, &server.url())
+            .import_group("jobs.>", &group)
+            .build()
+            .unwrap_err();
+        assert_eq!(err, BridgeError::InvalidGroup { group });
+    }
+}
