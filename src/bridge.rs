@@ -232,7 +232,8 @@ pub struct BridgeStats {
 #[non_exhaustive]
 pub struct BridgeDrops {
     /// Local messages an export queue had no room for: refused or discarded by its
-    /// [`Overflow`] policy.
+    /// [`Overflow`] policy (with [`Overflow::Block`] or [`Overflow::Timeout`], also a local
+    /// publish still waiting for room when the bridge closed).
     pub export_queue_full: u64,
     /// Local messages taken from an export queue while the client was disconnected.
     pub server_unavailable: u64,
@@ -391,9 +392,10 @@ impl Bridge {
             runtime_thread,
         } = running;
         drop(import_cancel);
-        closing.send_replace(Some(deadline));
         // The export thread may have ended already (it cannot fail, but be safe): ignore.
+        // Sent before `closing` cuts its publishing short, so that it finds the stop then.
         let _ = export_stop.send(deadline);
+        closing.send_replace(Some(deadline));
         let grace = deadline_after(deadline, JOIN_GRACE);
         // Only once the export thread is done with the client may the runtime stop: that
         // thread drives its last publishes and flush through the runtime.
@@ -1030,6 +1032,11 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
                 );
             }
             self.forward(batch, None);
+            // Cut short by `close`, or done: either way, take nothing more from the queues
+            // once `close` has begun (they leave the broker first, in `finish`).
+            if let Ok(deadline) = self.stop.try_recv() {
+                return deadline;
+            }
         }
     }
 

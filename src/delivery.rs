@@ -26,8 +26,9 @@
 //! the call.
 //!
 //! A message that is not delivered (policy `Drop`, deadline passed, broker closing, subscriber
-//! gone) is counted in the returned [`Outcome`] and, unless the subscriber is gone, in the
-//! subscriber's own `dropped` counter. `delivered + dropped` always equals the number of
+//! gone) is counted in the returned [`Outcome`] and, unless the subscriber had left before its
+//! queue was tried, in the subscriber's own `dropped` counter. (A send that waited on a full
+//! queue whose subscriber then left counts there too: a bridge's export queue reads it.) `delivered + dropped` always equals the number of
 //! subscribers plus groups given, less those skipped because they carry the publishing
 //! bridge's own origin.
 
@@ -448,7 +449,10 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                         *unsettled += 1;
                     }
                 }
-                None => self.gone(subscriber),
+                // The queue refused the message for as long as it was subscribed: count it in
+                // the subscriber's own `dropped` too, which is how a bridge counts a local
+                // publish that waited on its full export queue when the bridge closed.
+                None => self.dropped(subscriber),
             },
             Attempt::Full(msg) => {
                 waiting[i].msg = Some(msg);

@@ -14,7 +14,7 @@ use syncmq::{Bridge, BridgeError, Broker, Error, Overflow, Subscription, TopicEr
 
 mod common;
 // `PATIENCE` (30 s) also covers the bridge's reconnect backoff of up to 4 s.
-use common::{PATIENCE, wait_until};
+use common::{PATIENCE, current_tid, is_blocked, wait_until, wait_until_blocked};
 
 fn broker<T: Clone + Send + 'static>() -> Broker<T> {
     Broker::builder()
@@ -719,5 +719,91 @@ fn a_queue_group_name_longer_than_a_topic_is_rejected() {
             .build()
             .unwrap_err();
         assert_eq!(err, BridgeError::InvalidGroup { group });
+    }
+}
+
+#[test]
+fn a_publish_waiting_on_a_full_export_queue_when_the_bridge_closes_is_counted() {
+    // `Overflow::Block` export queue of one message, and a server that stops reading
+    // (SIGSTOP): the export thread stalls, the queue fills, and a local publish waits. When
+    // the bridge closes, that publish gives up; the bridge counts the message as dropped.
+    let server = NatsServer::start();
+    let pid = server_pid(server.port());
+    let _resume = Resume(pid.clone());
+    let broker = broker::<Vec<u8>>();
+    let bridge = Bridge::builder(&broker, &server.url())
+        .export("e.>")
+        .export_capacity(1)
+        .export_overflow(Overflow::Block)
+        .close_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    signal(&pid, "STOP");
+    let (tid_tx, tid) = crossbeam_channel::bounded(1);
+    let publisher = {
+        let broker = broker.clone();
+        std::thread::spawn(move || {
+            tid_tx.send(current_tid()).unwrap();
+            // Large payloads fill the socket and the client's buffers quickly; then the export
+            // thread stalls, the queue fills and a publish waits.
+            while broker.publish("e.x", vec![0; 64 * 1024]).is_ok() {}
+        })
+    };
+    let tid = tid.recv().unwrap();
+    // Blocked, and no publish got through for a while: it waits on the full queue for good.
+    let mut last = broker.stats().published;
+    wait_until("a local publish waits on the full export queue", || {
+        wait_until_blocked(tid.as_deref());
+        std::thread::sleep(Duration::from_millis(200));
+        let now = broker.stats().published;
+        let stalled = now == last && tid.as_deref().and_then(is_blocked) != Some(false);
+        last = now;
+        stalled
+    });
+    bridge.close();
+    // The export queue leaves the broker first thing in the export thread's close, so the
+    // waiting publish gives up and counts its message as dropped.
+    wait_until("the waiting publish returns", || broker.stats().dropped > 0);
+    broker.close();
+    publisher.join().unwrap();
+    let (stats, local) = (bridge.stats(), broker.stats());
+    assert_eq!(local.dropped, 1, "{local:?}");
+    assert_eq!(stats.dropped.export_queue_full, 1, "{stats:?}");
+    // The export queue was the only subscriber: whatever reached it, or waited on it, is
+    // accounted for by the bridge.
+    assert_eq!(
+        stats.exported + stats.dropped.total(),
+        local.delivered + local.dropped,
+        "{stats:?}, broker {local:?}"
+    );
+}
+
+/// The pid of the test's `nats-server` on `port`.
+fn server_pid(port: u16) -> String {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", &format!("nats-server -a 127.0.0.1 -p {port}$")])
+        .output()
+        .expect("pgrep");
+    let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(!pid.is_empty() && !pid.contains('\n'), "pid {pid:?}");
+    pid
+}
+
+fn signal(pid: &str, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Resumes a stopped server on drop, so that it can be killed.
+struct Resume(String);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0])
+            .status();
     }
 }
