@@ -57,7 +57,8 @@
 //!
 //! So two brokers with one bridge each, both exporting and importing `chat.>`, see each
 //! other's messages exactly once. Overlapping patterns in one bridge do not duplicate either:
-//! a topic is exported by the first export pattern (in builder order) that matches it, and
+//! a topic is exported by the first export pattern (in builder order) that matches it (only
+//! that pattern's queue takes it, so only that queue's overflow policy applies to it), and
 //! imported by the first matching import (a plain import takes precedence over group imports).
 //! Two bridges of one broker connected to the same server would each export the same message,
 //! so use one bridge per broker and NATS network.
@@ -602,10 +603,15 @@ impl<T: Codec + Clone + Send + 'static> BridgeBuilder<T> {
             .capacity(self.export_capacity)
             .overflow(self.export_overflow)
             .never_evict();
+        // A topic goes to the first export queue whose pattern matches it, only.
         let taps = self
             .exports
             .iter()
-            .map(|pattern| self.broker.tap(pattern, options, origin))
+            .enumerate()
+            .map(|(i, pattern)| {
+                self.broker
+                    .tap(pattern, options, origin, &self.exports[..i])
+            })
             .collect::<Result<Vec<_>, Error>>()?;
         let queues = taps.iter().map(|tap| tap.state().clone()).collect();
         let counters = Arc::new(Counters::default());

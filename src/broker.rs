@@ -304,7 +304,8 @@ impl<T: Clone + Send + 'static> Broker<T> {
     }
 
     /// Subscribes to `pattern` as `origin` with a queue that carries each message's topic: a
-    /// bridge's export queue. Publishes from `origin` skip it.
+    /// bridge's export queue. Publishes from `origin` skip it, and so do publishes to a topic
+    /// that one of `yields_to` (the bridge's earlier export patterns) matches.
     #[cfg_attr(
         not(feature = "nats"),
         allow(dead_code, reason = "the hook for bridges (the `nats` feature)")
@@ -314,10 +315,11 @@ impl<T: Clone + Send + 'static> Broker<T> {
         pattern: &str,
         options: SubscribeOptions,
         origin: Origin,
+        yields_to: &[String],
     ) -> Result<Tap<T>, Error> {
         let shared = &self.handle.shared;
         let config = shared.subscriber_config(pattern, options)?;
-        let (queue, receiver) = Queue::tagged(config);
+        let (queue, receiver) = Queue::tagged(config, yields_to.into());
         let (key, id, state) = shared.file(pattern, None, config, Some(origin), queue)?;
         Ok(Tap::new(
             Membership::new(shared.clone(), key, id, state),

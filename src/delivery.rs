@@ -152,10 +152,14 @@ pub(crate) fn deliver<'a, T: Clone + 'a>(
     };
     let section = Section::enter();
     for subscriber in subscribers {
-        if context.origin.is_some() && subscriber.origin == context.origin {
+        // Only a bridge's export queues carry an origin.
+        if subscriber.origin.is_some()
+            && (subscriber.origin == context.origin || subscriber.yields(context.topic.text))
+        {
             // A bridge's own subscription does not hear what that bridge publishes: this is
-            // what keeps a subject both exported and imported from looping. Not routed, so not
-            // counted, and no copy is made for it.
+            // what keeps a subject both exported and imported from looping. Nor does an export
+            // queue take a topic that an earlier export queue of its bridge exports. Not
+            // routed, so not counted, and no copy is made for it.
             copies.skip();
             continue;
         }

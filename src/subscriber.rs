@@ -63,6 +63,9 @@ pub(crate) enum Queue<T> {
     Tagged {
         sender: Sender<Tagged<T>>,
         oldest: Option<Receiver<Tagged<T>>>,
+        /// The patterns of the same bridge's earlier export queues: a topic one of them
+        /// matches is exported by that queue, so this one does not take it.
+        yields_to: Box<[String]>,
     },
 }
 
@@ -79,10 +82,18 @@ impl<T> Queue<T> {
         not(feature = "nats"),
         allow(dead_code, reason = "only bridges (the `nats` feature) make taps")
     )]
-    pub(crate) fn tagged(config: SubscriberConfig) -> (Self, Receiver<Tagged<T>>) {
+    pub(crate) fn tagged(
+        config: SubscriberConfig,
+        yields_to: Box<[String]>,
+    ) -> (Self, Receiver<Tagged<T>>) {
         let (sender, receiver) = crossbeam_channel::bounded(config.capacity);
         let oldest = discards(config).then(|| receiver.clone());
-        (Queue::Tagged { sender, oldest }, receiver)
+        let queue = Queue::Tagged {
+            sender,
+            oldest,
+            yields_to,
+        };
+        (queue, receiver)
     }
 
     /// `try_send`, tagging the message with `topic` if this is a tap's queue.
@@ -269,6 +280,17 @@ impl<T> Subscriber<T> {
             evict_after: config.evict_after,
             origin,
             state,
+        }
+    }
+
+    /// Whether this is a bridge's export queue that leaves `topic` to an earlier export
+    /// queue of the same bridge (see [`Queue::Tagged`]).
+    pub(crate) fn yields(&self, topic: &str) -> bool {
+        match &self.queue {
+            Queue::Plain { .. } => false,
+            Queue::Tagged { yields_to, .. } => yields_to
+                .iter()
+                .any(|pattern| crate::topic::pattern_matches(pattern, topic)),
         }
     }
 

@@ -723,6 +723,33 @@ fn a_queue_group_name_longer_than_a_topic_is_rejected() {
 }
 
 #[test]
+fn overlapping_export_patterns_count_each_dropped_message_once() {
+    // Two export queues match `a.x`; the first in builder order exports it. The second queue
+    // must not take a copy it will never export, so what its overflow policy refuses is not
+    // counted a second time.
+    const COUNT: u64 = 2000;
+    let server = NatsServer::start();
+    let broker = broker::<String>();
+    let bridge = Bridge::builder(&broker, &server.url())
+        .export("a.>")
+        .export("a.*")
+        .export_capacity(1)
+        .export_overflow(Overflow::Drop)
+        .build()
+        .unwrap();
+    for i in 0..COUNT {
+        broker.publish("a.x", i.to_string()).unwrap();
+    }
+    bridge.close();
+    let stats = bridge.stats();
+    assert_eq!(
+        stats.exported + stats.dropped.total(),
+        COUNT,
+        "every message counted once: {stats:?}"
+    );
+}
+
+#[test]
 fn a_publish_waiting_on_a_full_export_queue_when_the_bridge_closes_is_counted() {
     // `Overflow::Block` export queue of one message, and a server that stops reading
     // (SIGSTOP): the export thread stalls, the queue fills, and a local publish waits. When
