@@ -244,7 +244,7 @@ pub struct BridgeDrops {
     /// Local messages still queued for export when [`Bridge::close`] reached its deadline.
     pub unflushed: u64,
     /// Imported messages whose NATS subject is not a valid syncmq topic (for example longer
-    /// than [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN)).
+    /// than [`MAX_TOPIC_LEN`]).
     pub invalid_subject: u64,
     /// Imported messages that arrived after the local broker was closed.
     pub broker_closed: u64,
