@@ -376,6 +376,12 @@ impl Bridge {
     /// [`Overflow::Block`] that stopped reading, say) stops waiting when `close` begins; the
     /// message it was delivering counts as dropped for the subscribers it had not reached, in
     /// their [`dropped`](crate::Subscription::dropped) and in the broker's stats.
+    ///
+    /// Called on one of the bridge's own threads (from a message's `Clone` or `Drop`, or a
+    /// [`Codec`] method, while the bridge imports or exports it), `close` cannot join that
+    /// thread: it returns only after the close timeout plus half a second, leaving both
+    /// threads to finish by themselves, and a `close` from another thread meanwhile waits
+    /// for it.
     pub fn close(&self) {
         let mut running = self.running.lock();
         let Some(running) = running.take() else {
