@@ -28,9 +28,10 @@
 //! A message that is not delivered (policy `Drop`, deadline passed, broker closing, subscriber
 //! gone) is counted in the returned [`Outcome`] and, unless the subscriber had left before its
 //! queue was tried, in the subscriber's own `dropped` counter. (A send that waited on a full
-//! queue whose subscriber then left counts there too: a bridge's export queue reads it.) `delivered + dropped` always equals the number of
-//! subscribers plus groups given, less those skipped because they carry the publishing
-//! bridge's own origin.
+//! queue whose subscriber then left counts there too: a bridge's export queue reads it.)
+//! `delivered + dropped` always equals the number of subscribers plus groups given, less those
+//! skipped: a bridge's export queues, for what that bridge publishes and for topics an earlier
+//! export queue of the bridge takes.
 
 use std::cell::OnceCell;
 use std::ptr;
