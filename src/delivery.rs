@@ -12,7 +12,9 @@
 //!    (`Instant::now() + timeout`, capped by the publish's own deadline if the broker has a
 //!    `publish_timeout`); there is no timer object, thread or channel per send. So a publish
 //!    to ten fast and five stalled subscribers costs about one timeout, not five. A group whose
-//!    members are all full waits like this on one member: the one whose turn it was.
+//!    members are all full waits like this on one member: the one whose turn it was. If that
+//!    member leaves, the message is offered to the others, and a full one is waited on with a
+//!    deadline computed then.
 //!
 //! Every send happens inside a grace [`Section`] (see `grace.rs`), which is what lets a leaving
 //! subscription wait out the sends in flight: phase 1 holds one for the whole loop, phase 2
@@ -253,7 +255,8 @@ struct Run<'a, 'c, T> {
     outcome: Outcome,
     /// Sends left for phase 2. Allocates only if a queue is full and its policy waits.
     waiting: Vec<Waiting<'a, T>>,
-    /// Taken at most once per call, and only when a queue with a timeout is full.
+    /// Taken at most once in phase 1, and only when a queue with a timeout is full; taken
+    /// again for a group's message passed on in phase 2 (see [`Run::retry`]).
     now: Option<Instant>,
     context: Context<'c>,
     tally: Tally<'a>,
@@ -443,6 +446,9 @@ impl<'a, T: Clone> Run<'a, '_, T> {
                 // A group member left while we waited on it: the group's other members get
                 // their chance, and possibly a wait of their own.
                 Some(group) => {
+                    // A member found full now waits its own timeout from now, not from
+                    // whenever phase 1 took the time.
+                    self.now = None;
                     if let Some(next) = self.offer_members(group, msg, section) {
                         let index = next.subscriber.register_send(select);
                         debug_assert_eq!(

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, select};
 use syncmq::{
@@ -14,7 +14,7 @@ use syncmq::{
 mod common;
 use common::{
     PublishDone, assert_per_publisher_order, drain, opts, publish_in_background,
-    subscribe_group_many, subscribe_many, wait_for_published,
+    subscribe_group_many, subscribe_many, wait_for_published, wait_until,
 };
 
 /// Generous bound for "returns promptly" on a loaded 2-core machine.
@@ -422,6 +422,48 @@ fn a_member_leaving_while_a_publish_waits_on_it_does_not_lose_the_message() {
         (1, 0, 1),
         "message 2 was lost by the group"
     );
+    assert_eq!(b.recv_timeout(PROMPT), Ok(2));
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // time is the subject
+fn a_message_passed_on_to_a_timeout_member_waits_that_members_full_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(1500);
+    let broker = Broker::builder()
+        .capacity(1)
+        .overflow(Overflow::Drop)
+        .build();
+    // The group's message waits on `a` (`Block`, its turn); when `a` leaves, it goes to `b`,
+    // whose queue is full too: it must wait `b`'s own timeout from then.
+    let a = broker
+        .subscribe_group_with("t", "g", opts().overflow(Overflow::Block))
+        .unwrap();
+    let b = broker
+        .subscribe_group_with("t", "g", opts().send_timeout(TIMEOUT))
+        .unwrap();
+    // A plain subscriber with a short timeout, full after the first publish: the publish
+    // below takes the time for its deadline before it starts waiting.
+    let other = broker
+        .subscribe_with("t", opts().send_timeout(Duration::from_millis(1)))
+        .unwrap();
+    broker.publish("t", 0).unwrap(); // a, other
+    broker.publish("t", 1).unwrap(); // b
+    let started = Instant::now();
+    let publish_result = publish_in_background(&broker, "t", 2);
+    wait_until("the publish gave up on `other`", || other.dropped() == 2);
+    // Longer than `b`'s timeout since the publish began: a deadline reckoned from then has
+    // passed by the time `a` leaves.
+    let since = TIMEOUT + Duration::from_millis(200);
+    thread::sleep(since.saturating_sub(started.elapsed()));
+    assert_eq!(a.unsubscribe(), [0]);
+    assert_eq!(
+        publish_result.recv_timeout(Duration::from_millis(200)),
+        Err(RecvTimeoutError::Timeout),
+        "the message passed on to `b` did not wait for `b`'s timeout"
+    );
+    assert_eq!(b.recv(), Ok(1));
+    let (report, _) = publish_result.recv_timeout(PROMPT).unwrap();
+    assert_eq!((report.delivered, report.dropped, report.groups), (1, 1, 1));
     assert_eq!(b.recv_timeout(PROMPT), Ok(2));
 }
 
