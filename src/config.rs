@@ -204,8 +204,10 @@ impl<T: Clone + Send + 'static> BrokerBuilder<T> {
     /// A *miss* is a publish that leaves the subscriber without a message: its queue stayed
     /// full past the [`Overflow`] policy, or (with [`Overflow::DropOldest`]) an older message
     /// had to be discarded. Any publish that reaches the subscriber without loss resets the
-    /// count. An evicted subscriber is removed from the broker at once, so later publishes
-    /// pay nothing for it; it still receives what is queued, then
+    /// count. The publish whose miss reaches `misses` removes the subscriber from the broker
+    /// just before it returns (so after its own waits on other full queues: until then, other
+    /// publishes still reach the subscriber and count its misses); later publishes pay nothing
+    /// for it. It still receives what is queued, then
     /// [`RecvError::Evicted`](crate::RecvError::Evicted).
     ///
     /// `0` is invalid ([`ConfigError::EvictAfterZero`]); subscriptions can opt out with
