@@ -137,7 +137,9 @@ impl fmt::Display for BridgeError {
             }
             BridgeError::InvalidGroup { group } => write!(
                 f,
-                "invalid queue group {group:?}: it must be non-empty, without whitespace"
+                "invalid queue group {group:?}: it must be non-empty, without whitespace, and at \
+                 most {} bytes long",
+                crate::MAX_TOPIC_LEN
             ),
             BridgeError::Connect { url, reason } => {
                 write!(f, "cannot connect to NATS server {url:?}: {reason}")

@@ -723,6 +723,26 @@ fn a_queue_group_name_longer_than_a_topic_is_rejected() {
 }
 
 #[test]
+fn an_invalid_group_error_states_every_rule() {
+    // `InvalidGroup` is also the error for a name past `MAX_TOPIC_LEN`: its message must not
+    // send a user with a long, well-formed name looking for whitespace.
+    let broker = broker::<String>();
+    let group = "g".repeat(syncmq::MAX_TOPIC_LEN + 1);
+    let err = Bridge::builder(&broker, "nats://127.0.0.1:4222")
+        .import_group("jobs.>", &group)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "invalid queue group {group:?}: it must be non-empty, without whitespace, \
+             and at most {} bytes long",
+            syncmq::MAX_TOPIC_LEN
+        )
+    );
+}
+
+#[test]
 fn overlapping_export_patterns_count_each_dropped_message_once() {
     // Two export queues match `a.x`; the first in builder order exports it. The second queue
     // must not take a copy it will never export, so what its overflow policy refuses is not
