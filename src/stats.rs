@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What one [`Broker::publish`](crate::Broker::publish) did.
 ///
-/// `delivered + dropped` is the number of subscribers the message was routed to.
+/// `delivered + dropped` is the number of subscribers the message was routed to, counting each
+/// queue group once, not once per member.
 ///
 /// # Note
 ///
@@ -42,7 +43,8 @@ pub struct PublishReport {
 }
 
 impl PublishReport {
-    /// The number of subscribers the message was routed to: `delivered + dropped`.
+    /// The number of subscribers the message was routed to, each queue group counting once:
+    /// `delivered + dropped`.
     pub fn routed(&self) -> usize {
         self.delivered + self.dropped
     }
@@ -52,7 +54,7 @@ impl PublishReport {
 ///
 /// Counters only grow. `topics` and `subscribers` are a snapshot that may be stale by the time
 /// it is read. Over all publishes that have returned, `delivered + dropped` is the total number
-/// of subscribers routed to.
+/// of subscribers routed to, each queue group counting once per publish.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BrokerStats {
