@@ -28,14 +28,16 @@ pub enum Error {
     /// The broker has been closed (by [`Broker::close`](crate::Broker::close) or by dropping its
     /// last handle); it accepts no more publishes or subscriptions.
     Closed,
-    /// The topic is not a valid topic. Nothing was published or subscribed.
+    /// The topic (or the pattern of a subscription, or the name of a queue group) is not valid.
+    /// Nothing was published or subscribed.
     InvalidTopic {
-        /// The rejected input, as given.
+        /// The rejected input, as given: the topic, pattern or group name.
         topic: String,
         /// What is wrong with it.
         reason: TopicError,
     },
-    /// The builder was given a setting the broker cannot honour.
+    /// The builder, or the [`SubscribeOptions`](crate::SubscribeOptions) of a subscription, gave
+    /// a setting the broker cannot honour.
     InvalidConfig(ConfigError),
 }
 
@@ -271,7 +273,9 @@ impl fmt::Display for TopicError {
 impl error::Error for TopicError {}
 
 /// Why a broker configuration was rejected by
-/// [`BrokerBuilder::try_build`](crate::BrokerBuilder::try_build).
+/// [`BrokerBuilder::try_build`](crate::BrokerBuilder::try_build), or a subscription's options by
+/// [`Broker::subscribe_with`](crate::Broker::subscribe_with) (and
+/// [`subscribe_group_with`](crate::Broker::subscribe_group_with)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
