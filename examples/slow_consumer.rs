@@ -4,7 +4,7 @@
 //! A publisher sends 40 numbered messages, one per millisecond, to the topic `prices`. Each
 //! subscriber has a queue of 4 and a consumer that takes 20 ms per message: it falls behind
 //! after a few messages, and its [`Overflow`] policy decides what the publisher does about it.
-//! The run takes about two seconds and prints three tables.
+//! The run takes about two and a half seconds and prints three tables.
 //!
 //! **1. Each policy alone**, on its own broker, with the same workload. Look at:
 //!
