@@ -30,7 +30,7 @@ mod common;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{bench_fixture, interleaved, median, median_ratio, rounds_from_env};
+use common::{bench_fixture, interleaved, median, median_ratio, rounds_or_criterion};
 use criterion::{BenchmarkId, Criterion};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use syncmq::{Broker, Overflow, Subscription};
@@ -187,11 +187,5 @@ fn rounds(rounds: usize) {
 }
 
 fn main() {
-    if let Some(n) = rounds_from_env() {
-        rounds(n);
-        return;
-    }
-    let mut c = Criterion::default().configure_from_args();
-    bench_drain(&mut c);
-    c.final_summary();
+    rounds_or_criterion(rounds, bench_drain);
 }

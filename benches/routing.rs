@@ -46,8 +46,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{
-    CHUNK, Sink, bench_fixture, interleaved, join_consumers, median, median_ratio, rounds_from_env,
-    spawn_consumer, timed_chunks,
+    CHUNK, Sink, bench_fixture, interleaved, join_consumers, median, median_ratio,
+    rounds_or_criterion, spawn_consumer, timed_chunks,
 };
 use criterion::{BenchmarkId, Criterion, Throughput};
 use crossbeam_channel::{Receiver, Sender};
@@ -517,11 +517,5 @@ fn rounds(rounds: usize) {
 }
 
 fn main() {
-    if let Some(n) = rounds_from_env() {
-        rounds(n);
-        return;
-    }
-    let mut c = Criterion::default().configure_from_args();
-    bench_groups(&mut c);
-    c.final_summary();
+    rounds_or_criterion(rounds, bench_groups);
 }

@@ -27,7 +27,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{
-    Sink, bench_fixture, interleaved, join_consumers, median, median_ratio, rounds_from_env,
+    Sink, bench_fixture, interleaved, join_consumers, median, median_ratio, rounds_or_criterion,
     spawn_consumer,
 };
 use criterion::{BenchmarkId, Criterion, SamplingMode};
@@ -290,11 +290,5 @@ fn human(secs: f64) -> String {
 }
 
 fn main() {
-    if let Some(n) = rounds_from_env() {
-        rounds(n);
-        return;
-    }
-    let mut c = Criterion::default().configure_from_args();
-    bench_publish(&mut c);
-    c.final_summary();
+    rounds_or_criterion(rounds, bench_publish);
 }

@@ -10,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
-use criterion::{Bencher, BenchmarkGroup, BenchmarkId};
+use criterion::{Bencher, BenchmarkGroup, BenchmarkId, Criterion};
 use crossbeam_channel::Sender;
 use syncmq::Broker;
 
@@ -116,15 +116,27 @@ pub(crate) fn timed_chunks(
 
 /// `SYNCMQ_BENCH_ROUNDS`, when it parses as a number: how many interleaved rounds to run instead
 /// of the criterion groups (at least 1). `None`, so the criterion groups run, otherwise.
-#[allow(
-    dead_code,
-    reason = "used by the routing, slow_consumers and full_queues benches only"
-)]
-pub(crate) fn rounds_from_env() -> Option<usize> {
+fn rounds_from_env() -> Option<usize> {
     std::env::var("SYNCMQ_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .map(|n| n.max(1))
+}
+
+/// The `main` of a bench with an interleaved-rounds mode: `rounds(n)` when
+/// `SYNCMQ_BENCH_ROUNDS=<n>` is set, the criterion `groups` otherwise.
+#[allow(
+    dead_code,
+    reason = "used by the routing, slow_consumers and full_queues benches only"
+)]
+pub(crate) fn rounds_or_criterion(rounds: impl FnOnce(usize), groups: impl FnOnce(&mut Criterion)) {
+    if let Some(n) = rounds_from_env() {
+        rounds(n);
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    groups(&mut c);
+    c.final_summary();
 }
 
 /// Takes `rounds` samples of each of `count` variants, interleaved: each round calls
