@@ -941,16 +941,11 @@ impl<T: Codec + Clone + Send + 'static> Importer<T> {
     }
 }
 
-/// One message taken from export queue `.0`.
-type Taken<T> = (usize, Tagged<T>);
-
 /// The export side: the body of the `syncmq-export` thread.
 struct Exporter<T> {
-    /// The export queues, in builder order.
+    /// The export queues, in builder order. Each topic enters only the first whose pattern
+    /// matches it (`Broker::tap`'s `yields_to`), so whatever a queue holds is exported.
     taps: Vec<Tap<T>>,
-    /// The export queues' patterns, in builder order; kept apart from `taps`, which `finish`
-    /// consumes. A topic is exported by the first queue whose pattern matches it.
-    patterns: Vec<String>,
     client: Client,
     /// The runtime the client lives on, driven by the `syncmq-bridge` thread.
     handle: Handle,
@@ -970,10 +965,8 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
         stop: Receiver<Instant>,
         closing: watch::Receiver<Option<Instant>>,
     ) -> Self {
-        let patterns = taps.iter().map(|tap| tap.pattern().to_owned()).collect();
         Exporter {
             taps,
-            patterns,
             client,
             handle,
             counters,
@@ -988,25 +981,15 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
         self.finish(batch, deadline);
     }
 
-    /// Whether queue `index` is the one that exports `topic`: no queue before it matches.
-    fn exports(&self, index: usize, topic: &str) -> bool {
-        !self.patterns[..index]
-            .iter()
-            .any(|pattern| pattern_matches(pattern, topic))
-    }
-
     /// Empties `batch` without sending it, counting in `counter` the messages it would have
     /// exported.
-    fn drop_batch(&self, batch: &mut VecDeque<Taken<T>>, counter: &AtomicU64) {
-        let exported = batch
-            .drain(..)
-            .filter(|(i, (topic, _))| self.exports(*i, topic))
-            .count();
-        add(counter, exported as u64);
+    fn drop_batch(&self, batch: &mut VecDeque<Tagged<T>>, counter: &AtomicU64) {
+        add(counter, batch.len() as u64);
+        batch.clear();
     }
 
     /// Forwards messages as they arrive until `close` asks to stop; returns its deadline.
-    fn forward_until_stopped(&self, batch: &mut VecDeque<Taken<T>>) -> Instant {
+    fn forward_until_stopped(&self, batch: &mut VecDeque<Tagged<T>>) -> Instant {
         // Operation indices: `stop` is 0 and `taps[i]` is `i + 1`; `Select::remove` keeps
         // the others stable.
         let mut select = Select::new();
@@ -1024,7 +1007,7 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
                     .unwrap_or_else(|_| Instant::now());
             }
             match operation.recv(self.taps[index - 1].receiver()) {
-                Ok(tagged) => batch.push_back((index - 1, tagged)),
+                Ok(tagged) => batch.push_back(tagged),
                 Err(_) => {
                     // The broker closed and this queue is drained: nothing more will come.
                     select.remove(index);
@@ -1035,13 +1018,8 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
             // queue, so a backlogged first queue cannot starve the later ones into dropping.
             // Each queue is read in order, so each topic's messages stay in publish order.
             let share = (BATCH / self.taps.len()).max(1);
-            for (i, tap) in self.taps.iter().enumerate() {
-                batch.extend(
-                    tap.receiver()
-                        .try_iter()
-                        .take(share)
-                        .map(|tagged| (i, tagged)),
-                );
+            for tap in &self.taps {
+                batch.extend(tap.receiver().try_iter().take(share));
             }
             self.forward(batch, None);
             // Cut short by `close`, or done: either way, take nothing more from the queues
@@ -1055,24 +1033,21 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
     /// Hands `batch` to the client, front first, until it is empty or (with `deadline`) the
     /// deadline passes or (without) `close` begins; what is left stays in `batch`. While
     /// disconnected, drops the whole batch as `server_unavailable`.
-    fn forward(&self, batch: &mut VecDeque<Taken<T>>, deadline: Option<Instant>) {
+    fn forward(&self, batch: &mut VecDeque<Tagged<T>>, deadline: Option<Instant>) {
         if self.client.connection_state() != State::Connected {
             self.drop_batch(batch, &self.counters.server_unavailable);
             return;
         }
         let publish_all = async {
-            while let Some((index, (topic, msg))) = batch.front() {
-                if self.exports(*index, topic) {
-                    let payload = msg.encode();
-                    // A publish cut short by the deadline leaves its message at the front:
-                    // it was not handed over (the client takes it whole or not at all).
-                    let counter = match self.client.publish(Subject::from(&**topic), payload).await
-                    {
-                        Ok(()) => &self.counters.exported,
-                        Err(_) => &self.counters.publish_failed,
-                    };
-                    add(counter, 1);
-                }
+            while let Some((topic, msg)) = batch.front() {
+                let payload = msg.encode();
+                // A publish cut short by the deadline leaves its message at the front: it was
+                // not handed over (the client takes it whole or not at all).
+                let counter = match self.client.publish(Subject::from(&**topic), payload).await {
+                    Ok(()) => &self.counters.exported,
+                    Err(_) => &self.counters.publish_failed,
+                };
+                add(counter, 1);
                 batch.pop_front();
             }
         };
@@ -1096,10 +1071,10 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
 
     /// Closing: leaves the broker, publishes what the queues still held, flushes the client,
     /// all before `deadline`, and counts what could not be sent.
-    fn finish(mut self, mut batch: VecDeque<Taken<T>>, deadline: Instant) {
+    fn finish(mut self, mut batch: VecDeque<Tagged<T>>, deadline: Instant) {
         // No new message enters a queue once it has left the broker; keep what it held.
-        for (index, tap) in std::mem::take(&mut self.taps).into_iter().enumerate() {
-            batch.extend(tap.unsubscribe().into_iter().map(|tagged| (index, tagged)));
+        for tap in std::mem::take(&mut self.taps) {
+            batch.extend(tap.unsubscribe());
         }
         self.forward(&mut batch, Some(deadline));
         self.drop_batch(&mut batch, &self.counters.unflushed);

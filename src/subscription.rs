@@ -412,11 +412,6 @@ impl<T> Tap<T> {
         }
     }
 
-    /// The pattern this tap subscribed to.
-    pub(crate) fn pattern(&self) -> &str {
-        &self.membership.key
-    }
-
     /// The receiving side of the queue. Disconnected once the broker closed and the queue is
     /// drained.
     pub(crate) fn receiver(&self) -> &Receiver<Tagged<T>> {
