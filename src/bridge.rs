@@ -58,7 +58,7 @@
 //! So two brokers with one bridge each, both exporting and importing `chat.>`, see each
 //! other's messages exactly once. Overlapping patterns in one bridge do not duplicate either:
 //! a topic is exported by the first export pattern (in builder order) that matches it (only
-//! that pattern's queue takes it, so only that queue's overflow policy applies to it), and
+//! that pattern's queue takes a copy, so a drop is counted once), and
 //! imported by the first matching import (a plain import takes precedence over group imports).
 //! Two bridges of one broker connected to the same server would each export the same message,
 //! so use one bridge per broker and NATS network.

@@ -22,7 +22,8 @@
 //! waits.
 //!
 //! Phase 1 allocates nothing unless a queue it finds full waits (then the wait list that phase
-//! 2 uses is allocated, at the first such queue) or a subscriber is evicted. Phase 2 allocates
+//! 2 uses is allocated, at the first such queue), a subscriber is evicted, or a bridge's
+//! export queue is reached (its topic string, once per publish). Phase 2 allocates
 //! the `Select`'s operation list. So a publish that has to wait allocates a few hundred bytes,
 //! freed when it returns: a constant per waiting publish, never per send, and nothing outlives
 //! the call.
@@ -391,8 +392,9 @@ impl<'a, T: Clone> Run<'a, '_, T> {
         }
     }
 
-    /// The message did not reach `subscriber`, which is still subscribed: also a miss of its
-    /// own.
+    /// The message did not reach `subscriber`: also a miss of its own, in its `dropped` and
+    /// towards eviction. Phase 2 calls it for a subscriber that left during the wait too (a
+    /// bridge's export queue reads that count); asking to evict one that left does nothing.
     fn dropped(&mut self, subscriber: &'a Subscriber<T>) {
         self.gone(subscriber);
         if subscriber.record_drop() {
@@ -407,7 +409,8 @@ impl<'a, T: Clone> Run<'a, '_, T> {
         self.tally.dropped += 1;
     }
 
-    /// `subscriber` reached its eviction threshold: exactly one miss does.
+    /// `subscriber` reached its eviction threshold. The publisher removes it from the registry
+    /// once delivery is done; a second request for the same subscriber finds it gone.
     fn evict(&mut self, subscriber: &Subscriber<T>) {
         self.outcome.evicted.push((
             subscriber.key.clone(),

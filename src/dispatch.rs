@@ -243,8 +243,9 @@ impl<T: Clone + Send + 'static> Pool<T> {
         // queued are still waited for before the panic goes on: `publish` must not return
         // (even by unwinding) while a stripe of it may still deliver, or a later publish
         // from this thread could overtake it.
-        // At most one allocation per striped publish, shared by its jobs; small next to the
-        // jobs themselves.
+        // One shared topic string per striped publish; each job also allocates its slot, and
+        // `mine` holds them: a few small allocations per stripe, next to a hand-off to another
+        // thread.
         let topic: Arc<str> = context.topic.shared();
         // This publish's jobs, to run those no dispatch thread has claimed.
         let mut mine: Vec<Slot<T>> = Vec::with_capacity(stripes - 1);

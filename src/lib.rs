@@ -47,8 +47,8 @@
 //! Routing stays cheap: with no wildcard subscription, a publish is one hash lookup; with
 //! some, the subscribers of each published topic are resolved once through a token trie and
 //! cached (at most 4096 topics; any change to the subscriptions empties the cache). A thread
-//! that publishes to the same topic again, with no subscription change in between, skips even
-//! the lookup.
+//! that publishes to the same topic twice in a row, with no subscription change in between,
+//! skips even the lookup.
 //!
 //! # Queue groups
 //!

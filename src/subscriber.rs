@@ -187,8 +187,9 @@ pub(crate) struct SubscriberState {
     /// ever incremented; `Relaxed` because it is a statistic that orders nothing else.
     dropped: AtomicU64,
     /// Misses since the last loss-free delivery. Only used with `evict_after`. `Relaxed`: a
-    /// count; the eviction it triggers is decided by exactly one `fetch_add` reaching the
-    /// threshold, and the one `lifecycle` transition it makes.
+    /// count. A `fetch_add` that reaches the threshold asks for an eviction; as the subscriber
+    /// is only shut when that publish returns, a delivery in between may reset the count and a
+    /// later miss ask again. The registry removal and the one `lifecycle` transition decide.
     consecutive_misses: AtomicU32,
 }
 
@@ -355,14 +356,14 @@ impl<T> Subscriber<T> {
     }
 
     /// Records that a message meant for this subscriber was not delivered. Returns `true` if
-    /// this miss reaches the eviction threshold; exactly one miss does.
+    /// this miss reaches the eviction threshold (see `SubscriberState::consecutive_misses`).
     pub(crate) fn record_drop(&self) -> bool {
         self.state.dropped.fetch_add(1, Ordering::Relaxed);
         self.record_miss()
     }
 
     /// Counts a miss towards eviction (a drop, or a `DropOldest` discard). Returns `true` for
-    /// the one miss that reaches the threshold.
+    /// a miss that reaches the threshold.
     pub(crate) fn record_miss(&self) -> bool {
         match self.evict_after {
             None => false,
