@@ -1,6 +1,6 @@
 //! Subject wildcards through the broker: NATS matching rules, invalid patterns and topics,
-//! overlapping subscriptions, route-cache invalidation and eviction, and a model test against
-//! the naive matcher.
+//! overlapping subscriptions, route-cache invalidation and resets, evicted wildcard
+//! subscribers, and a model test against the naive matcher.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -16,7 +16,8 @@ mod common;
 use common::{assert_all_in_publisher_order, drain, opts, proptest_config_persisting_to};
 
 /// More distinct topics than the route cache holds (`ROUTE_CACHE_CAPACITY` is 4096 in
-/// `src/registry.rs`), so publishing to all of them forces evictions.
+/// `src/registry.rs`), so publishing to all of them fills the cache several times over: each
+/// time it is full, it is cleared and starts over empty (it never evicts single entries).
 const DISTINCT_TOPICS: usize = 20_000;
 
 /// NATS semantics, written out by hand: `(pattern, topic, matches)`.
@@ -394,8 +395,9 @@ fn routing_stays_correct_across_more_topics_than_the_cache_holds() {
         assert_eq!(received, expected, "{topic}");
     };
 
-    // First pass fills the cache past its bound; the second revisits topics evicted long ago
-    // (and some that may still be cached).
+    // The first pass fills the cache to its bound again and again, and each time it starts
+    // over empty; the second pass revisits every topic after the cache has dropped it in one
+    // of those resets, so each is routed afresh.
     for pass in 0..2 {
         for i in 0..DISTINCT_TOPICS {
             check(i, pass * DISTINCT_TOPICS + i, &subs);
