@@ -14,7 +14,9 @@ use syncmq::{Bridge, BridgeError, Broker, Error, Overflow, Subscription, TopicEr
 
 mod common;
 // `PATIENCE` (30 s) also covers the bridge's reconnect backoff of up to 4 s.
-use common::{PATIENCE, current_tid, is_blocked, wait_until, wait_until_blocked};
+use common::{
+    PATIENCE, StuckImport, current_tid, is_blocked, stuck_import, wait_until, wait_until_blocked,
+};
 
 fn broker<T: Clone + Send + 'static>() -> Broker<T> {
     Broker::builder()
@@ -401,33 +403,26 @@ fn close_flushes_what_is_queued() {
 // Accounting
 
 /// An import waiting on full local queues when its bridge closes: `close` cuts the wait short
-/// and joins the bridge's threads. `b` is built by `builder`; its `subscribers` subscribers of
-/// `stuck.>` have room for one message each and never read, so the second import waits.
+/// and joins the bridge's threads. The importing broker is built by `builder`; its
+/// `subscribers` subscribers have room for one message each and never read, so the second
+/// import waits (see [`stuck_import`]).
 fn close_stops_an_import_waiting_on_full_queues(
     builder: syncmq::BrokerBuilder<String>,
     subscribers: usize,
 ) {
     let server = NatsServer::start();
-    let a = broker::<String>();
-    let b = builder.capacity(1).overflow(Overflow::Block).build();
-    let bridge_b = Bridge::builder(&b, &server.url())
-        .import("stuck.>")
-        .close_timeout(Duration::from_millis(500))
-        .build()
-        .unwrap();
-    let subs: Vec<_> = (0..subscribers)
-        .map(|_| b.subscribe("stuck.>").unwrap())
-        .collect();
-    let _bridge_a = Bridge::builder(&a, &server.url())
-        .export("stuck.>")
-        .build()
-        .unwrap();
-    a.publish("stuck.x", "first".into()).unwrap();
-    a.publish("stuck.x", "second".into()).unwrap();
-    // `published` counts a publish before it delivers: at 2, the second import is waiting.
-    wait_until("the second import waits on the full queues", || {
-        b.stats().published == 2
-    });
+    let StuckImport {
+        broker: b,
+        importing: bridge_b,
+        subs,
+        exporting: _bridge_a,
+        exporter: _a,
+    } = stuck_import(
+        &server.url(),
+        builder,
+        subscribers,
+        Duration::from_millis(500),
+    );
 
     let started = Instant::now();
     bridge_b.close();

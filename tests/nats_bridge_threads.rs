@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use nats_server::NatsServer;
 
 mod common;
-use common::wait_until;
-use syncmq::{Bridge, Broker, Overflow};
+use common::stuck_import;
+use syncmq::{Bridge, Broker, DEFAULT_CLOSE_TIMEOUT};
 
 /// The bridge's threads, as named (both fit Linux's 15-byte limit on thread names).
 const THREADS: [&str; 2] = ["syncmq-bridge", "syncmq-export"];
@@ -43,34 +43,18 @@ fn a_bridge_runs_two_threads_and_close_joins_them() {
     assert_eq!(bridge_threads(), [0, 0], "joined by drop");
 
     // Also while an import waits on a full local queue: its subscriber has room for one
-    // message and never reads, and a second bridge exports two messages to it.
-    let stuck = Broker::<String>::builder()
-        .capacity(1)
-        .overflow(Overflow::Block)
-        .build();
-    let importing = Bridge::builder(&stuck, &server.url())
-        .import("c.>")
-        .build()
-        .unwrap();
-    let _sub = stuck.subscribe("c.>").unwrap();
-    let exporting = Bridge::builder(&broker, &server.url())
-        .export("c.>")
-        .build()
-        .unwrap();
-    broker.publish("c.x", "first".into()).unwrap();
-    broker.publish("c.x", "second".into()).unwrap();
-    // `published` counts a publish before it delivers: at 2, the second import is waiting.
-    wait_until("the second import waits on the full queue", || {
-        stuck.stats().published == 2
-    });
+    // message and never reads, and a second bridge exports two messages to it. When
+    // `stuck_import` returns, the second import's publish has started: from then on it waits
+    // on the full queue until the close, though it may not be blocked yet.
+    let stuck = stuck_import(&server.url(), Broker::builder(), 1, DEFAULT_CLOSE_TIMEOUT);
     assert_threads([2, 2], "two bridges running");
-    importing.close();
+    stuck.importing.close();
     assert_eq!(
         bridge_threads(),
         [1, 1],
-        "joined by close while an import waited"
+        "joined by close with an import stuck on the full queue"
     );
-    drop(exporting);
+    drop(stuck.exporting);
     assert_eq!(bridge_threads(), [0, 0]);
 }
 

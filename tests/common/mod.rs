@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: bounded waits on other threads, watching a thread
-//! block through `/proc`, per-publisher order checks, and small shorthands for brokers,
-//! subscriptions and proptest configurations. Each test binary uses `mod common;` and takes
-//! what it needs.
+//! block through `/proc`, per-publisher order checks, small shorthands for brokers,
+//! subscriptions and proptest configurations, and (with the `nats` feature) a bridge import
+//! stuck on full queues. Each test binary uses `mod common;` and takes what it needs.
 
 #![allow(
     dead_code,
@@ -366,5 +366,66 @@ pub(crate) fn proptest_config_persisting_to(path: &'static str) -> ProptestConfi
     ProptestConfig {
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(path))),
         ..ProptestConfig::default()
+    }
+}
+
+// --- NATS bridge --------------------------------------------------------------------------
+
+/// A bridge import stuck on full local queues, set up by [`stuck_import`].
+#[cfg(feature = "nats")]
+pub(crate) struct StuckImport {
+    /// The broker the import publishes into.
+    pub(crate) broker: Broker<String>,
+    /// The bridge importing `stuck.>` into `broker`.
+    pub(crate) importing: syncmq::Bridge,
+    /// `broker`'s subscribers of `stuck.>`: each holds "first" and never reads.
+    pub(crate) subs: Vec<Subscription<String>>,
+    /// The bridge that exported "first" and "second" to `stuck.x`, from `exporter`.
+    pub(crate) exporting: syncmq::Bridge,
+    /// The broker `exporting` exports from; it has no subscribers.
+    pub(crate) exporter: Broker<String>,
+}
+
+/// Sets up, through the NATS server at `url`, a bridge import stuck on full local queues. The
+/// local broker is built by `builder`, with queues of one message and [`Overflow::Block`];
+/// `subscribers` subscribers of `stuck.>` never read; a bridge imports `stuck.>` into it,
+/// closing within `close_timeout`. A second bridge exports "first" and "second" to
+/// `stuck.x`: the first import fills every queue, and the second has nowhere to go.
+///
+/// Returns once the broker has counted the second import's publish, which it does before
+/// delivering: that publish has started and is committed to the full queues, where it waits
+/// until the bridge closes. It may not be blocked yet when this returns.
+///
+/// [`Overflow::Block`]: syncmq::Overflow::Block
+#[cfg(feature = "nats")]
+pub(crate) fn stuck_import(
+    url: &str,
+    builder: syncmq::BrokerBuilder<String>,
+    subscribers: usize,
+    close_timeout: Duration,
+) -> StuckImport {
+    use syncmq::{Bridge, Overflow};
+
+    let broker = builder.capacity(1).overflow(Overflow::Block).build();
+    let importing = Bridge::builder(&broker, url)
+        .import("stuck.>")
+        .close_timeout(close_timeout)
+        .build()
+        .unwrap();
+    let subs = subscribe_many(&broker, "stuck.>", subscribers);
+    let exporter = Broker::new();
+    let exporting = Bridge::builder(&exporter, url)
+        .export("stuck.>")
+        .build()
+        .unwrap();
+    exporter.publish("stuck.x", "first".into()).unwrap();
+    exporter.publish("stuck.x", "second".into()).unwrap();
+    wait_for_published(&broker, 2);
+    StuckImport {
+        broker,
+        importing,
+        subs,
+        exporting,
+        exporter,
     }
 }
