@@ -11,6 +11,7 @@ use syncmq::{Broker, Overflow, Subscription, TryRecvError};
 mod common;
 use common::{
     GUARD, OrderCheck, publish_in_background, spawn_guarded, subscribe_group_many, subscribe_many,
+    wait_for_published,
 };
 
 /// Slack allowed on top of a timeout before a publish counts as too slow. Generous: the
@@ -272,8 +273,10 @@ fn a_publish_waiting_on_many_full_queues_delivers_to_each_as_they_drain() {
     let published_before = broker.stats().published;
 
     let done = publish_in_background(&broker, "many.x", 1);
-    // Every queue is full: the publish cannot finish.
-    assert!(done.recv_timeout(Duration::from_millis(50)).is_err());
+    // Counted once it has its subscribers, before it delivers: from now on the publish waits on
+    // the full queues and cannot finish until they drain.
+    wait_for_published(&broker, published_before + 1);
+    assert!(done.try_recv().is_err(), "finished with every queue full");
     // Drain from the back, then the group, then the front half two threads at once.
     let (front, back) = subs.split_at(FULL / 2);
     for sub in back.iter().rev() {
