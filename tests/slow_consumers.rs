@@ -11,7 +11,7 @@ use syncmq::{
 };
 
 mod common;
-use common::{opts, subscribe_many, wait_for_published};
+use common::{opts, publish_in_background, subscribe_many, wait_for_published};
 
 /// Generous upper bound for "returns promptly" on a loaded 2-core machine.
 const PROMPT: Duration = Duration::from_secs(2);
@@ -540,14 +540,13 @@ fn a_wait_cut_short_by_close_does_not_evict() {
         .build();
     let sub = broker.subscribe("t").unwrap();
     broker.publish("t", 0).unwrap(); // fills it
-    let waiting = thread::spawn({
-        let broker = broker.clone();
-        move || broker.publish("t", 1).unwrap()
-    });
+    let waiting = publish_in_background(&broker, "t", 1);
     // Whether the close lands before or during its wait, the publish gives the send up.
     wait_for_published(&broker, 2);
     broker.close();
-    let report = waiting.join().unwrap();
+    let (report, _) = waiting
+        .recv_timeout(PROMPT)
+        .expect("the publish still waits after close");
     assert_eq!((report.delivered, report.dropped), (0, 1));
     assert_eq!(report.evicted as u64, broker.stats().evicted);
     assert_eq!(sub.recv(), Ok(0));
