@@ -11,7 +11,9 @@ use syncmq::{
 };
 
 mod common;
-use common::{assert_lowercase_without_period, publish_in_background, subscribe_many};
+use common::{
+    assert_lowercase_without_period, publish_in_background, publish_in_order_to_all, subscribe_many,
+};
 
 /// How long a guarded wait may take before the test fails instead of hanging.
 const GUARD: Duration = Duration::from_secs(10);
@@ -343,16 +345,7 @@ fn no_workers_delivers_everything_inline() {
         .capacity(128)
         .build();
     let subs = subscribe_many(&broker, "t", 50);
-    for i in 0..100u32 {
-        let report = broker.publish("t", i).unwrap();
-        assert_eq!((report.delivered, report.dropped), (50, 0));
-    }
-    for sub in &subs {
-        assert_eq!(
-            sub.try_iter().collect::<Vec<_>>(),
-            (0..100).collect::<Vec<_>>()
-        );
-    }
+    publish_in_order_to_all(&broker, "t", &subs, 100);
     let stats = broker.stats();
     assert_eq!(stats.dispatch_threads, 0);
     assert_eq!(stats.spawn_failures, 0);
@@ -367,15 +360,7 @@ fn dispatch_threshold_below_two_still_delivers() {
             .dispatch_threshold(threshold)
             .build();
         let subs = subscribe_many(&broker, "t", 3);
-        for i in 0..20u32 {
-            assert_eq!(broker.publish("t", i).unwrap().delivered, 3);
-        }
-        for sub in &subs {
-            assert_eq!(
-                sub.try_iter().collect::<Vec<_>>(),
-                (0..20).collect::<Vec<_>>()
-            );
-        }
+        publish_in_order_to_all(&broker, "t", &subs, 20);
         assert!(broker.stats().dispatch_threads <= 2);
     }
 }
@@ -389,16 +374,7 @@ fn workers_usize_max_is_only_a_cap() {
         .dispatch_threshold(4)
         .build();
     let subs = subscribe_many(&broker, "t", 4);
-    for i in 0..20u32 {
-        let report = broker.publish("t", i).unwrap();
-        assert_eq!((report.delivered, report.dropped), (4, 0));
-    }
-    for sub in &subs {
-        assert_eq!(
-            sub.try_iter().collect::<Vec<_>>(),
-            (0..20).collect::<Vec<_>>()
-        );
-    }
+    publish_in_order_to_all(&broker, "t", &subs, 20);
     // 4 subscribers in stripes of at least 2: two stripes, one of them on a dispatch thread.
     assert_eq!(broker.stats().dispatch_threads, 1);
 }

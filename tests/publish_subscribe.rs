@@ -14,8 +14,8 @@ use syncmq::{
 
 mod common;
 use common::{
-    GUARD, assert_all_in_publisher_order, publish_in_order_from_threads, spawn_guarded,
-    subscribe_many,
+    GUARD, assert_all_in_publisher_order, publish_in_order_from_threads, publish_in_order_to_all,
+    spawn_guarded, subscribe_many,
 };
 
 /// Messages per publisher in the threaded tests.
@@ -60,20 +60,7 @@ fn smoke_published_message_reaches_subscriber() {
 fn every_subscriber_gets_every_message_in_publish_order() {
     let broker = Broker::builder().capacity(128).build();
     let subs = subscribe_many(&broker, "t", 3);
-    for i in 0..100u32 {
-        let report = broker.publish("t", i).unwrap();
-        assert_eq!(report.delivered, 3, "message {i}");
-        assert_eq!(report.dropped, 0, "message {i}");
-        assert_eq!(report.routed(), 3, "message {i}");
-    }
-    for sub in &subs {
-        assert_eq!(sub.len(), 100);
-        assert_eq!(
-            sub.try_iter().collect::<Vec<_>>(),
-            (0..100).collect::<Vec<_>>()
-        );
-        assert_eq!(sub.dropped(), 0);
-    }
+    publish_in_order_to_all(&broker, "t", &subs, 100);
     let stats = broker.stats();
     assert_eq!(
         (stats.published, stats.delivered, stats.dropped),

@@ -222,6 +222,35 @@ pub(crate) fn assert_report(report: PublishReport, delivered: usize, dropped: us
     );
 }
 
+/// Publishes `0..count` to `topic` from this thread, checking that each publish reaches every
+/// one of `subs` (which must be all of `topic`'s subscribers, with room for `count` messages)
+/// and drops nothing; then that each of `subs` holds exactly `0..count`, in order, and has
+/// dropped nothing.
+#[track_caller]
+pub(crate) fn publish_in_order_to_all(
+    broker: &Broker<u32>,
+    topic: &str,
+    subs: &[Subscription<u32>],
+    count: u32,
+) {
+    for i in 0..count {
+        let report = broker.publish(topic, i).unwrap();
+        assert_eq!(
+            (report.delivered, report.dropped, report.routed()),
+            (subs.len(), 0, subs.len()),
+            "message {i}: report (delivered, dropped, routed)"
+        );
+    }
+    for sub in subs {
+        assert_eq!(sub.len(), count as usize);
+        assert_eq!(
+            sub.try_iter().collect::<Vec<_>>(),
+            (0..count).collect::<Vec<_>>()
+        );
+        assert_eq!(sub.dropped(), 0);
+    }
+}
+
 // --- per-publisher order ------------------------------------------------------------------
 
 /// Checks, message by message, that each publisher's messages arrive in strictly increasing
