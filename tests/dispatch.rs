@@ -14,21 +14,12 @@ use syncmq::{Broker, Overflow, RecvError, Subscription};
 
 mod common;
 use common::{
-    PATIENCE, assert_all_in_publisher_order, assert_report, current_tid, is_blocked,
-    publish_in_order_from_threads, spawn_pending, stress_factor, subscribe_many,
-    wait_until_blocked,
+    DISPATCH_PREFIX, PATIENCE, assert_all_in_publisher_order, assert_report, current_tid,
+    is_blocked, on_dispatch_thread, publish_in_order_from_threads, spawn_pending, stress_factor,
+    subscribe_many, wait_until_blocked,
 };
 
-/// The name prefix of the broker's dispatch threads.
-const DISPATCH_PREFIX: &str = "syncmq-dispatch-";
-
 // --- helpers ------------------------------------------------------------------------------
-
-fn on_dispatch_thread() -> bool {
-    thread::current()
-        .name()
-        .is_some_and(|name| name.starts_with(DISPATCH_PREFIX))
-}
 
 /// Books kept by every [`Tracked`] message of one test: instances made and dropped, which
 /// threads cloned, and switches that make `clone` panic or wait.

@@ -13,8 +13,8 @@ use syncmq::{Broker, Error, Overflow, PublishReport, RecvError, Subscription, Tr
 
 mod common;
 use common::{
-    PATIENCE, Pending, assert_report, current_tid, drain, is_blocked, spawn_pending, stress_factor,
-    subscribe_many, wait_until, wait_until_blocked,
+    PATIENCE, Pending, assert_report, current_tid, drain, is_blocked, on_dispatch_thread,
+    spawn_pending, stress_factor, subscribe_many, wait_until, wait_until_blocked,
 };
 
 /// Anything that should happen "at once" (after a close, say) must happen within this bound.
@@ -69,10 +69,7 @@ impl Drop for ExitGuard {
 
 impl Clone for Probe {
     fn clone(&self) -> Self {
-        let on_dispatch_thread = thread::current()
-            .name()
-            .is_some_and(|name| name.starts_with("syncmq-dispatch-"));
-        if on_dispatch_thread {
+        if on_dispatch_thread() {
             EXIT_GUARDS.with(|guards| {
                 let mut guards = guards.borrow_mut();
                 if !guards.iter().any(|g| Arc::ptr_eq(&g.census, &self.census)) {
@@ -436,10 +433,7 @@ impl Clone for ClosesOnTwoDispatchThreads {
     fn clone(&self) -> Self {
         let race = &self.0;
         if race.armed.load(Ordering::SeqCst) {
-            let on_dispatch_thread = thread::current()
-                .name()
-                .is_some_and(|name| name.starts_with("syncmq-dispatch"));
-            if on_dispatch_thread {
+            if on_dispatch_thread() {
                 *race.arrived.lock().unwrap() += 1;
                 race.arrived_changed.notify_all();
                 race.wait_for_both();

@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests: bounded waits on other threads, watching a thread
-//! block through `/proc`, per-publisher order checks, small shorthands for brokers,
-//! subscriptions and proptest configurations, and (with the `nats` feature) a bridge import
-//! stuck on full queues. Each test binary uses `mod common;` and takes what it needs.
+//! block through `/proc`, recognising a dispatch thread, per-publisher order checks, small
+//! shorthands for brokers, subscriptions and proptest configurations, and (with the `nats`
+//! feature) a bridge import stuck on full queues. Each test binary uses `mod common;` and
+//! takes what it needs.
 
 #![allow(
     dead_code,
@@ -132,6 +133,19 @@ pub(crate) fn wait_until_blocked(tid: Option<&str>) {
     wait_until("the thread is blocked", || {
         is_blocked(tid).expect("the watched thread has exited")
     });
+}
+
+// --- dispatch threads ---------------------------------------------------------------------
+
+/// The name prefix of the broker's dispatch threads, named `syncmq-dispatch-{i}` in
+/// `src/dispatch.rs`.
+pub(crate) const DISPATCH_PREFIX: &str = "syncmq-dispatch-";
+
+/// Whether the calling thread is one of a broker's dispatch threads.
+pub(crate) fn on_dispatch_thread() -> bool {
+    thread::current()
+        .name()
+        .is_some_and(|name| name.starts_with(DISPATCH_PREFIX))
 }
 
 // --- workload size ------------------------------------------------------------------------
