@@ -689,10 +689,10 @@ fn a_publish_waiting_for_its_stripes_does_not_run_another_publishs_blocked_strip
         .workers(1)
         .dispatch_threshold(2)
         .build();
-    let c: Vec<_> = (0..3).map(|_| broker.subscribe("busy").unwrap()).collect();
+    let c = subscribe_many(&broker, "busy", 3);
     let y = broker.subscribe("stage").unwrap();
     let stage_input = broker.subscribe("stage").unwrap();
-    let z: Vec<_> = (0..2).map(|_| broker.subscribe("out").unwrap()).collect();
+    let z = subscribe_many(&broker, "out", 2);
     // Fill every queue of `busy` and `stage`.
     assert_report(broker.publish("busy", 0).unwrap(), 3, 0);
     assert_report(broker.publish("stage", 0).unwrap(), 2, 0);
