@@ -770,8 +770,8 @@ fn a_publish_waiting_on_a_full_export_queue_when_the_bridge_closes_is_counted() 
     // (SIGSTOP): the export thread stalls, the queue fills, and a local publish waits. When
     // the bridge closes, that publish gives up; the bridge counts the message as dropped.
     let server = NatsServer::start();
-    let pid = server_pid(server.port());
-    let _resume = Resume(pid.clone());
+    let pid = server.pid();
+    let _resume = Resume(pid);
     let broker = broker::<Vec<u8>>();
     let bridge = Bridge::builder(&broker, &server.url())
         .export("e.>")
@@ -780,7 +780,7 @@ fn a_publish_waiting_on_a_full_export_queue_when_the_bridge_closes_is_counted() 
         .close_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    signal(&pid, "STOP");
+    signal(pid, "STOP");
     let (tid_tx, tid) = crossbeam_channel::bounded(1);
     let publisher = {
         let broker = broker.clone();
@@ -820,32 +820,22 @@ fn a_publish_waiting_on_a_full_export_queue_when_the_bridge_closes_is_counted() 
     );
 }
 
-/// The pid of the test's `nats-server` on `port`.
-fn server_pid(port: u16) -> String {
-    let out = std::process::Command::new("pgrep")
-        .args(["-f", &format!("nats-server -a 127.0.0.1 -p {port}$")])
-        .output()
-        .expect("pgrep");
-    let pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(!pid.is_empty() && !pid.contains('\n'), "pid {pid:?}");
-    pid
-}
-
-fn signal(pid: &str, signal: &str) {
+/// Sends `signal` (a name such as `STOP`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
     let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), pid])
+        .args([format!("-{signal}"), pid.to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
 }
 
-/// Resumes a stopped server on drop, so that it can be killed.
-struct Resume(String);
+/// Resumes a stopped server (by its pid) on drop, so that it can be killed.
+struct Resume(u32);
 
 impl Drop for Resume {
     fn drop(&mut self) {
         let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.0])
+            .args(["-CONT".to_string(), self.0.to_string()])
             .status();
     }
 }

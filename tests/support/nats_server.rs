@@ -52,6 +52,19 @@ impl NatsServer {
         self.port
     }
 
+    /// The server process's id, to send it signals.
+    ///
+    /// # Panics
+    ///
+    /// If the server is stopped.
+    #[track_caller]
+    pub(crate) fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .expect("nats-server is stopped: no pid")
+            .id()
+    }
+
     /// Kills the server (no goodbye to clients: like a crash) and waits until the port no
     /// longer accepts connections.
     pub(crate) fn stop(&mut self) {
