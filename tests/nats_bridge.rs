@@ -14,9 +14,7 @@ use syncmq::{Bridge, BridgeError, Broker, Error, Overflow, Subscription, TopicEr
 
 mod common;
 // `PATIENCE` (30 s) also covers the bridge's reconnect backoff of up to 4 s.
-use common::{
-    PATIENCE, StuckImport, current_tid, is_blocked, stuck_import, wait_until, wait_until_blocked,
-};
+use common::{PATIENCE, StuckImport, current_tid, is_blocked, stuck_import, wait_until};
 
 fn broker<T: Clone + Send + 'static>() -> Broker<T> {
     Broker::builder()
@@ -792,15 +790,19 @@ fn a_publish_waiting_on_a_full_export_queue_when_the_bridge_closes_is_counted() 
         })
     };
     let tid = tid.recv().unwrap();
-    // Blocked, and no publish got through for a while: it waits on the full queue for good.
-    let mut last = broker.stats().published;
+    // The publisher blocked, with no publish getting through, for all of `QUIET`: the export
+    // thread has stalled for good, and the publish waits on the full queue. Nothing signals
+    // that stall, so a quiet period stands for it; `wait_until` bounds the whole wait.
+    const QUIET: Duration = Duration::from_millis(200);
+    let mut quiet_since = (Instant::now(), broker.stats().published);
     wait_until("a local publish waits on the full export queue", || {
-        wait_until_blocked(tid.as_deref());
-        std::thread::sleep(Duration::from_millis(200));
-        let now = broker.stats().published;
-        let stalled = now == last && tid.as_deref().and_then(is_blocked) != Some(false);
-        last = now;
-        stalled
+        let published = broker.stats().published;
+        // Without `/proc` (no tid), the published count alone tells.
+        let blocked = tid.as_deref().and_then(is_blocked) != Some(false);
+        if !blocked || published != quiet_since.1 {
+            quiet_since = (Instant::now(), published);
+        }
+        quiet_since.0.elapsed() >= QUIET
     });
     bridge.close();
     // The export queue leaves the broker first thing in the export thread's close, so the
