@@ -46,7 +46,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{
-    CHUNK, Sink, bench_fixture, interleaved, join_consumers, median, median_ratio,
+    CHUNK, RawSends, Sink, Summary, bench_fixture, interleaved, join_consumers,
     rounds_or_criterion, spawn_consumer, timed_chunks,
 };
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -68,37 +68,10 @@ trait Workload {
 // ---------------------------------------------------------------------------------------------
 // Enqueue-only fixtures: exact topic, 100 patterns, cache hit and miss.
 
-/// Bounded crossbeam channels with nobody waiting on them: the raw cost of the sends.
-struct RawSends {
-    senders: Vec<Sender<Payload>>,
-    receivers: Vec<Receiver<Payload>>,
-}
-
-impl RawSends {
-    fn new(n: usize) -> Self {
-        let (senders, receivers) = (0..n).map(|_| crossbeam_channel::bounded(CHUNK)).unzip();
-        RawSends { senders, receivers }
-    }
-}
-
-impl Workload for RawSends {
+/// The raw baseline: a blocking `send` to each of its channels, which have room.
+impl Workload for RawSends<Payload> {
     fn run(&self, iters: u64) -> Duration {
-        let msg = payload();
-        timed_chunks(
-            iters,
-            |_| {
-                let (last, rest) = self.senders.split_last().expect("a channel");
-                for sender in rest {
-                    sender.send(msg.clone()).expect("room");
-                }
-                last.send(black_box(msg.clone())).expect("room");
-            },
-            || {
-                self.receivers
-                    .iter()
-                    .for_each(|r| r.try_iter().for_each(drop))
-            },
-        )
+        self.timed(iters, &payload())
     }
 }
 
@@ -474,14 +447,6 @@ fn bench_groups(c: &mut Criterion) {
     }
 }
 
-fn human(secs: f64) -> String {
-    if secs >= 1e-6 {
-        format!("{:.2} µs", secs * 1e6)
-    } else {
-        format!("{:.1} ns", secs * 1e9)
-    }
-}
-
 /// The interleaved mode: every variant of a group in every round, medians of per-round ratios.
 fn rounds(rounds: usize) {
     println!(
@@ -501,16 +466,11 @@ fn rounds(rounds: usize) {
         });
         println!("{} (baseline: {})", group.name, group.variants[0].id);
         for (i, v) in group.variants.iter().enumerate() {
-            let mut times = per_op[i].clone();
-            let mid = median(&mut times);
+            let summary = Summary::new(&per_op[i], &per_op[0]);
             println!(
-                "  {:<20} {:>10}  ({}..{})  time {:>6.2}x baseline  {:>7.2} M elem/s",
+                "  {:<20} {summary}  {:>7.2} M elem/s",
                 v.id,
-                human(mid),
-                human(times[0]),
-                human(times[times.len() - 1]),
-                median_ratio(&per_op[i], &per_op[0]),
-                group.elements as f64 / mid / 1e6,
+                group.elements as f64 / summary.median / 1e6,
             );
         }
     }
