@@ -10,7 +10,10 @@
 //!   deliveries (N per publish).
 //! - `publish/enqueue/{syncmq,crossbeam}/{1,10,100,1000}`: the publishing thread's own cost per
 //!   delivery: N queues with room and nobody waiting on them (drained between timed chunks), so
-//!   no wake-ups and little scheduling noise. syncmq delivers inline here.
+//!   no wake-ups and little scheduling noise. syncmq delivers inline here; every publish goes to
+//!   the same topic, so the thread's route memo finds the route (`benches/routing.rs` times the
+//!   lookup). The `crossbeam` baseline is a blocking `send` to each of N bounded channels in
+//!   turn (they have room, so it never waits).
 //! - `publish/no_subscribers`: publish to a valid topic nobody subscribes to (another topic has
 //!   a subscriber).
 //! - `subscribe_unsubscribe/{0,100}`: subscribe and drop the subscription, on a topic with 0 or
@@ -44,7 +47,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{CHUNK, Sink, bench_fixture, join_consumers, spawn_consumer, timed_chunks};
+use common::{CHUNK, RawSends, Sink, bench_fixture, join_consumers, spawn_consumer, timed_chunks};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use crossbeam_channel::{Receiver, Sender};
 use syncmq::{Broker, BrokerBuilder, DEFAULT_CAPACITY, DEFAULT_SEND_TIMEOUT, Overflow};
@@ -271,10 +274,8 @@ enum Enqueue {
         broker: Broker<Payload>,
         subs: Vec<syncmq::Subscription<Payload>>,
     },
-    Crossbeam {
-        senders: Vec<Sender<Payload>>,
-        receivers: Vec<Receiver<Payload>>,
-    },
+    /// The raw baseline: a blocking `send` to each channel in turn (the queues have room).
+    Crossbeam(RawSends<Payload>),
 }
 
 impl Enqueue {
@@ -291,10 +292,7 @@ impl Enqueue {
     }
 
     fn crossbeam(n: usize) -> Self {
-        let (senders, receivers) = (0..n)
-            .map(|_| crossbeam_channel::bounded::<Payload>(CHUNK))
-            .unzip();
-        Enqueue::Crossbeam { senders, receivers }
+        Enqueue::Crossbeam(RawSends::new(n))
     }
 
     /// Times `iters` publishes, in chunks that fit the queues, draining them untimed.
@@ -308,17 +306,7 @@ impl Enqueue {
                 },
                 || subs.iter().for_each(|s| s.try_iter().for_each(drop)),
             ),
-            Enqueue::Crossbeam { senders, receivers } => timed_chunks(
-                iters,
-                |_| {
-                    let (last, rest) = senders.split_last().expect("at least one channel");
-                    for sender in rest {
-                        sender.send(msg.clone()).expect("room");
-                    }
-                    last.send(msg.clone()).expect("room");
-                },
-                || receivers.iter().for_each(|r| r.try_iter().for_each(drop)),
-            ),
+            Enqueue::Crossbeam(raw) => raw.timed(iters, &msg),
         }
     }
 }

@@ -1,25 +1,34 @@
 //! Routing costs: wildcard subscriptions, the route cache and queue groups (issue 4).
 //!
+//! A thread remembers the last route it published along (`src/route_memo.rs`), so a publish to
+//! the topic it published to last skips the registry lookup. The variants that time a lookup
+//! therefore publish to two or more topics in turn, so the memo never serves them (each of
+//! those publishes also replaces the memo: part of the figure, as for any program that
+//! publishes to several topics); the `*same_topic_memo` variants publish to one topic every
+//! time and time the memo itself.
+//!
 //! `cargo bench --bench routing` runs these criterion groups (payload `Arc<[u8; 64]>`):
 //!
-//! - `routing/exact/{crossbeam,syncmq_0w,syncmq_100w,syncmq_10000w}`: publish to an exact topic
-//!   with one subscriber, while 0, 100 or 10 000 *unrelated* wildcard subscriptions exist. This
-//!   must stay flat: with no pattern at all a publish is one hash lookup, with some it is one
-//!   lookup in the route cache, and either way a thread that publishes to the same topic again
-//!   skips the lookup (its route memo). The baseline is one `send` on one bounded crossbeam
-//!   channel.
+//! - `routing/exact/{crossbeam,syncmq_0w,syncmq_100w,syncmq_10000w,syncmq_same_topic_memo}`:
+//!   publish to two exact topics in turn (`bench.orders.created`, `bench.orders.updated`), one
+//!   subscriber each, while 0, 100 or 10 000 *unrelated* wildcard subscriptions exist. The
+//!   cost must not grow with their number: with no pattern at all a publish is one hash lookup,
+//!   with some it is one lookup in the route cache too. `syncmq_same_topic_memo`: no wildcards, one topic published to
+//!   every time, so the memo serves every publish. The baseline is one `send` on one bounded
+//!   crossbeam channel.
 //! - `routing/fanout100/{crossbeam,syncmq_exact,syncmq_100patterns}`: publish to a topic that
 //!   100 subscribers receive, either all subscribed to the topic itself or each through its own
-//!   distinct pattern (`bench.*.created.eu.web.v1.x`, ...). The merged route of the 100 patterns
-//!   is cached; the difference left is one counter update per pattern instead of one. The
-//!   baseline sends to 100 crossbeam channels.
-//! - `routing/cache/{hit,miss}`: with 100 unrelated patterns and two matching ones (`cache.*.x`
-//!   and `cache.>`, one subscriber each), publish to the same topic every time (hit: the
-//!   thread's route memo serves it, as it would any topic published to twice in a row), or to
-//!   the next of 2^18 distinct topics (`cache.{i}.x`), far more than the cache's 4096 entries,
-//!   so almost every publish misses the memo and the cache: it validates the topic, walks the
-//!   pattern trie, merges the two routes and caches the result (starting the cache over when
-//!   it is full).
+//!   distinct pattern (`bench.*.created.eu.web.v1.x`, ...). One topic every time, so the memo
+//!   finds the route (for the patterns, the merged route the cache holds); a lookup would add
+//!   little to 100 sends anyway. The difference left is one counter update per pattern instead
+//!   of one. The baseline sends to 100 crossbeam channels.
+//! - `routing/cache/{hit,miss,same_topic_memo}`: with 100 unrelated patterns and two matching
+//!   ones (`cache.*.x` and `cache.>`, one subscriber each), publish to two topics in turn
+//!   (`cache.0.x`, `cache.1.x`: hit, both stay in the route cache), or to the next of 2^18
+//!   distinct topics (`cache.{i}.x`), far more than the cache's 4096 entries, so almost every
+//!   publish misses the cache: it validates the topic, walks the pattern trie, merges the two
+//!   routes and caches the result (starting the cache over when it is full). `same_topic_memo`
+//!   publishes to `cache.0.x` every time: the memo serves the merged route.
 //!
 //!   These three groups are *enqueue-only*: the queues have room and nobody waits on them (they
 //!   are drained between timed chunks of 512 publishes, untimed), so they time the publishing
@@ -46,7 +55,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{
-    CHUNK, Sink, bench_fixture, interleaved, join_consumers, median, median_ratio,
+    CHUNK, RawSends, Sink, Summary, bench_fixture, interleaved, join_consumers,
     rounds_or_criterion, spawn_consumer, timed_chunks,
 };
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -68,42 +77,17 @@ trait Workload {
 // ---------------------------------------------------------------------------------------------
 // Enqueue-only fixtures: exact topic, 100 patterns, cache hit and miss.
 
-/// Bounded crossbeam channels with nobody waiting on them: the raw cost of the sends.
-struct RawSends {
-    senders: Vec<Sender<Payload>>,
-    receivers: Vec<Receiver<Payload>>,
-}
-
-impl RawSends {
-    fn new(n: usize) -> Self {
-        let (senders, receivers) = (0..n).map(|_| crossbeam_channel::bounded(CHUNK)).unzip();
-        RawSends { senders, receivers }
-    }
-}
-
-impl Workload for RawSends {
+/// The raw baseline: a blocking `send` to each of its channels, which have room.
+impl Workload for RawSends<Payload> {
     fn run(&self, iters: u64) -> Duration {
-        let msg = payload();
-        timed_chunks(
-            iters,
-            |_| {
-                let (last, rest) = self.senders.split_last().expect("a channel");
-                for sender in rest {
-                    sender.send(msg.clone()).expect("room");
-                }
-                last.send(black_box(msg.clone())).expect("room");
-            },
-            || {
-                self.receivers
-                    .iter()
-                    .for_each(|r| r.try_iter().for_each(drop))
-            },
-        )
+        self.timed(iters, &payload())
     }
 }
 
-/// A broker, the subscriptions a publish reaches (drained between chunks), others that it
-/// must not reach, and the topics to publish to, in turn.
+/// A broker, the subscriptions the published topics reach (drained between chunks), others
+/// that they must not reach, and the topics to publish to, in turn. Publishing to two or more
+/// topics in turn, a thread never finds the route in its memo, which holds the previous topic's:
+/// every publish looks its topic up.
 struct Enqueue {
     broker: Broker<Payload>,
     reached: Vec<Subscription<Payload>>,
@@ -140,13 +124,20 @@ impl Enqueue {
             .collect()
     }
 
-    /// One subscriber of `bench.orders.created`, `wildcards` unrelated patterns.
-    fn exact(wildcards: usize) -> Self {
+    /// `topics` exact topics (`bench.orders.created`, then `bench.orders.updated`) published
+    /// in turn, one subscriber each, and `wildcards` unrelated patterns.
+    fn exact(wildcards: usize, topics: usize) -> Self {
         let broker = Self::broker();
-        let topic = "bench.orders.created";
-        let reached = vec![broker.subscribe(topic).expect("valid topic")];
+        let topics: Vec<String> = ["bench.orders.created", "bench.orders.updated"][..topics]
+            .iter()
+            .map(|&t| t.into())
+            .collect();
+        let reached = topics
+            .iter()
+            .map(|t| broker.subscribe(t).expect("valid topic"))
+            .collect();
         let unrelated = Self::unrelated(&broker, wildcards);
-        Self::checked(broker, reached, unrelated, vec![topic.into()])
+        Self::checked(broker, reached, unrelated, topics, 1)
     }
 
     /// 100 subscribers of a 7-token topic: on the topic itself, or one per distinct pattern.
@@ -171,7 +162,7 @@ impl Enqueue {
                 broker.subscribe(&key).expect("valid pattern")
             })
             .collect();
-        Self::checked(broker, reached, Vec::new(), vec![topic])
+        Self::checked(broker, reached, Vec::new(), vec![topic], 100)
     }
 
     /// Two matching patterns and 100 unrelated ones; `distinct` topics published in turn.
@@ -183,18 +174,22 @@ impl Enqueue {
         ];
         let unrelated = Self::unrelated(&broker, 100);
         let topics = (0..distinct).map(|i| format!("cache.{i}.x")).collect();
-        Self::checked(broker, reached, unrelated, topics)
+        Self::checked(broker, reached, unrelated, topics, 2)
     }
 
-    /// Checks once, untimed, that a publish reaches exactly `reached`.
+    /// Checks once, untimed, that a publish to each of the first two topics reaches
+    /// `per_publish` subscribers (of `reached`), and drops nothing.
     fn checked(
         broker: Broker<Payload>,
         reached: Vec<Subscription<Payload>>,
         unrelated: Vec<Subscription<Payload>>,
         topics: Vec<String>,
+        per_publish: usize,
     ) -> Self {
-        let report = broker.publish(&topics[0], payload()).expect("open broker");
-        assert_eq!((report.delivered, report.dropped), (reached.len(), 0));
+        for topic in topics.iter().take(2) {
+            let report = broker.publish(topic, payload()).expect("open broker");
+            assert_eq!((report.delivered, report.dropped), (per_publish, 0));
+        }
         reached.iter().for_each(|s| s.try_iter().for_each(drop));
         Enqueue {
             broker,
@@ -412,9 +407,10 @@ fn groups() -> Vec<Group> {
             round_iters: 400_000,
             variants: vec![
                 variant("crossbeam", || RawSends::new(1)),
-                variant("syncmq_0w", || Enqueue::exact(0)),
-                variant("syncmq_100w", || Enqueue::exact(100)),
-                variant("syncmq_10000w", || Enqueue::exact(10_000)),
+                variant("syncmq_0w", || Enqueue::exact(0, 2)),
+                variant("syncmq_100w", || Enqueue::exact(100, 2)),
+                variant("syncmq_10000w", || Enqueue::exact(10_000, 2)),
+                variant("syncmq_same_topic_memo", || Enqueue::exact(0, 1)),
             ],
         },
         Group {
@@ -432,8 +428,9 @@ fn groups() -> Vec<Group> {
             elements: 1,
             round_iters: 200_000,
             variants: vec![
-                variant("hit", || Enqueue::cache(1)),
+                variant("hit", || Enqueue::cache(2)),
                 variant("miss", || Enqueue::cache(MISS_TOPICS)),
+                variant("same_topic_memo", || Enqueue::cache(1)),
             ],
         },
         Group {
@@ -474,14 +471,6 @@ fn bench_groups(c: &mut Criterion) {
     }
 }
 
-fn human(secs: f64) -> String {
-    if secs >= 1e-6 {
-        format!("{:.2} µs", secs * 1e6)
-    } else {
-        format!("{:.1} ns", secs * 1e9)
-    }
-}
-
 /// The interleaved mode: every variant of a group in every round, medians of per-round ratios.
 fn rounds(rounds: usize) {
     println!(
@@ -501,16 +490,11 @@ fn rounds(rounds: usize) {
         });
         println!("{} (baseline: {})", group.name, group.variants[0].id);
         for (i, v) in group.variants.iter().enumerate() {
-            let mut times = per_op[i].clone();
-            let mid = median(&mut times);
+            let summary = Summary::new(&per_op[i], &per_op[0]);
             println!(
-                "  {:<20} {:>10}  ({}..{})  time {:>6.2}x baseline  {:>7.2} M elem/s",
+                "  {:<22} {summary}  {:>7.2} M elem/s",
                 v.id,
-                human(mid),
-                human(times[0]),
-                human(times[times.len() - 1]),
-                median_ratio(&per_op[i], &per_op[0]),
-                group.elements as f64 / mid / 1e6,
+                group.elements as f64 / summary.median / 1e6,
             );
         }
     }

@@ -27,7 +27,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{
-    Sink, bench_fixture, interleaved, join_consumers, median, median_ratio, rounds_or_criterion,
+    Sink, Summary, bench_fixture, human, interleaved, join_consumers, median, rounds_or_criterion,
     spawn_consumer,
 };
 use criterion::{BenchmarkId, Criterion, SamplingMode};
@@ -257,15 +257,10 @@ fn rounds(rounds: usize) {
         elapsed.as_secs_f64() / iters as f64
     });
     for (i, shape) in Shape::ALL.iter().enumerate() {
-        let mut times = per_op[i].clone();
-        let mid = median(&mut times);
         println!(
-            "  {:<44} {:>10}  ({}..{})  {:>8.2}x baseline  unexpected misses {}",
+            "  {:<44} {}  unexpected misses {}",
             shape.label(),
-            human(mid),
-            human(times[0]),
-            human(times[times.len() - 1]),
-            median_ratio(&per_op[i], &per_op[0]),
+            Summary::new(&per_op[i], &per_op[0]),
             unexpected[i],
         );
     }
@@ -276,16 +271,6 @@ fn rounds(rounds: usize) {
             k + 1,
             human(median(&mut costs))
         );
-    }
-}
-
-fn human(secs: f64) -> String {
-    if secs >= 1e-3 {
-        format!("{:.2} ms", secs * 1e3)
-    } else if secs >= 1e-6 {
-        format!("{:.2} µs", secs * 1e6)
-    } else {
-        format!("{:.0} ns", secs * 1e9)
     }
 }
 

@@ -1,17 +1,19 @@
 //! Helpers shared by the `publish`, `routing`, `slow_consumers` and `full_queues` benchmarks
-//! (`mod common;`).
+//! (`mod common;`): consumer threads, fixtures, the raw enqueue baseline, the interleaved-rounds
+//! mode and its reports.
 //!
 //! Each bench compiles its own copy of this module and uses only part of it, so the items that
 //! some of them do not use carry `#[allow(dead_code)]`, with the benches that use them as reason.
-//! Workloads, baselines and reports stay in the benches: only plumbing that is identical
-//! everywhere lives here.
+//! Workloads stay in the benches: only what two or more of them would otherwise repeat word for
+//! word lives here.
 
+use std::fmt;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{Bencher, BenchmarkGroup, BenchmarkId, Criterion};
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use syncmq::Broker;
 
 /// Stack size of consumer threads: they only loop over `recv`. Keeps 1000s of them cheap.
@@ -114,6 +116,43 @@ pub(crate) fn timed_chunks(
     total
 }
 
+/// `n` bounded crossbeam channels of [`CHUNK`] that nobody waits on: the raw baseline of the
+/// enqueue-only fixtures (`publish/enqueue`, the routing groups).
+#[allow(dead_code, reason = "used by the publish and routing benches only")]
+pub(crate) struct RawSends<T> {
+    senders: Vec<Sender<T>>,
+    receivers: Vec<Receiver<T>>,
+}
+
+#[allow(dead_code, reason = "used by the publish and routing benches only")]
+impl<T: Clone> RawSends<T> {
+    pub(crate) fn new(n: usize) -> Self {
+        let (senders, receivers) = (0..n).map(|_| crossbeam_channel::bounded(CHUNK)).unzip();
+        RawSends { senders, receivers }
+    }
+
+    /// Times `iters` raw publishes of `msg`, each a blocking `send` to every channel in turn
+    /// (a clone for all but the last, as the broker does), in [`timed_chunks`]: the queues
+    /// always have room, so no `send` waits.
+    pub(crate) fn timed(&self, iters: u64, msg: &T) -> Duration {
+        let (last, rest) = self.senders.split_last().expect("at least one channel");
+        timed_chunks(
+            iters,
+            |_| {
+                for sender in rest {
+                    sender.send(msg.clone()).expect("room");
+                }
+                last.send(msg.clone()).expect("room");
+            },
+            || {
+                self.receivers
+                    .iter()
+                    .for_each(|r| r.try_iter().for_each(drop))
+            },
+        )
+    }
+}
+
 /// `SYNCMQ_BENCH_ROUNDS`, when it parses as a number: how many interleaved rounds to run instead
 /// of the criterion groups (at least 1). `None`, so the criterion groups run, otherwise.
 fn rounds_from_env() -> Option<usize> {
@@ -173,4 +212,66 @@ pub(crate) fn median_ratio(times: &[f64], baseline: &[f64]) -> f64 {
 pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// A duration in seconds, for reports: `1.55 µs`, `14.9 ns`, `5.11 ms`.
+#[allow(
+    dead_code,
+    reason = "used by the routing and slow_consumers benches only"
+)]
+pub(crate) fn human(secs: f64) -> String {
+    if secs >= 1e-3 {
+        format!("{:.2} ms", secs * 1e3)
+    } else if secs >= 1e-6 {
+        format!("{:.2} µs", secs * 1e6)
+    } else {
+        format!("{:.1} ns", secs * 1e9)
+    }
+}
+
+/// One variant's times per operation over interleaved rounds: its median, its range, and the
+/// median over rounds of its ratio to the baseline. Displays as
+/// `  59.4 ns  (57.0 ns..66.2 ns)  time   4.00x baseline`.
+#[allow(
+    dead_code,
+    reason = "used by the routing and slow_consumers benches only"
+)]
+pub(crate) struct Summary {
+    /// Median time per operation, in seconds.
+    pub(crate) median: f64,
+    min: f64,
+    max: f64,
+    /// [`median_ratio`] to the baseline.
+    ratio: f64,
+}
+
+#[allow(
+    dead_code,
+    reason = "used by the routing and slow_consumers benches only"
+)]
+impl Summary {
+    /// Summarises `times`, one per round, against `baseline`'s times in the same rounds.
+    pub(crate) fn new(times: &[f64], baseline: &[f64]) -> Self {
+        let mut sorted = times.to_vec();
+        let median = median(&mut sorted);
+        Summary {
+            median,
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+            ratio: median_ratio(times, baseline),
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:>10}  ({}..{})  time {:>6.2}x baseline",
+            human(self.median),
+            human(self.min),
+            human(self.max),
+            self.ratio,
+        )
+    }
 }
