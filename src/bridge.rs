@@ -981,13 +981,6 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
         self.finish(batch, deadline);
     }
 
-    /// Empties `batch` without sending it, counting in `counter` the messages it would have
-    /// exported.
-    fn drop_batch(&self, batch: &mut VecDeque<Tagged<T>>, counter: &AtomicU64) {
-        add(counter, batch.len() as u64);
-        batch.clear();
-    }
-
     /// Forwards messages as they arrive until `close` asks to stop; returns its deadline.
     fn forward_until_stopped(&self, batch: &mut VecDeque<Tagged<T>>) -> Instant {
         // Operation indices: `stop` is 0 and `taps[i]` is `i + 1`; `Select::remove` keeps
@@ -1035,7 +1028,7 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
     /// disconnected, drops the whole batch as `server_unavailable`.
     fn forward(&self, batch: &mut VecDeque<Tagged<T>>, deadline: Option<Instant>) {
         if self.client.connection_state() != State::Connected {
-            self.drop_batch(batch, &self.counters.server_unavailable);
+            drop_batch(batch, &self.counters.server_unavailable);
             return;
         }
         let publish_all = async {
@@ -1077,7 +1070,7 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
             batch.extend(tap.unsubscribe());
         }
         self.forward(&mut batch, Some(deadline));
-        self.drop_batch(&mut batch, &self.counters.unflushed);
+        drop_batch(&mut batch, &self.counters.unflushed);
         // Push what the client still buffers onto the wire before the connection closes.
         if self.client.connection_state() == State::Connected {
             let client = self.client.clone();
@@ -1089,4 +1082,11 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
             );
         }
     }
+}
+
+/// Empties `batch` without sending it, counting in `counter` the messages it would have
+/// exported.
+fn drop_batch<T>(batch: &mut VecDeque<Tagged<T>>, counter: &AtomicU64) {
+    add(counter, batch.len() as u64);
+    batch.clear();
 }
