@@ -92,7 +92,8 @@ pub(crate) struct Shared<T> {
     /// route memo (`route_memo.rs`) that it is stale. On a line of its own, as every publish
     /// reads it and the counters near it are written by every publish.
     generation: CacheLine<AtomicU64>,
-    /// This broker's number, unique in the process: whose route a memo holds.
+    /// This broker's number, unique in the process and never 0: whose route a memo holds, and
+    /// which pool a dispatch thread serves (`dispatch.rs`).
     id: u64,
     /// The sending half of the close signal; `None` once closed. Nothing is ever sent on it:
     /// dropping it disconnects `closing`, which wakes every publish waiting on a full queue.
@@ -114,8 +115,9 @@ pub(crate) struct Shared<T> {
     bridge_origin: OnceLock<Origin>,
 }
 
-/// The next broker's [`Shared::id`]. `Relaxed`: only uniqueness matters.
-static NEXT_BROKER_ID: AtomicU64 = AtomicU64::new(0);
+/// The next broker's [`Shared::id`]. `Relaxed`: only uniqueness matters. Starts at 1: the
+/// broker's dispatch pool uses the id too, and 0 there marks threads of no pool.
+static NEXT_BROKER_ID: AtomicU64 = AtomicU64::new(1);
 
 impl<T: Clone + Send + 'static> Broker<T> {
     /// Creates a broker with the default settings: queues of
@@ -142,13 +144,14 @@ impl<T: Clone + Send + 'static> Broker<T> {
 
     pub(crate) fn with_config(config: Config) -> Self {
         let (closing_signal, closing) = crossbeam_channel::bounded(0);
+        let id = NEXT_BROKER_ID.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Shared {
             config,
             registry: RwLock::new(Registry::new()),
             generation: CacheLine(AtomicU64::new(0)),
-            id: NEXT_BROKER_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             closing_signal: Mutex::new(Some(closing_signal)),
-            pool: Pool::new(config.workers, closing.clone()),
+            pool: Pool::new(config.workers, closing.clone(), id),
             closing,
             totals: Counters::default(),
             next_id: AtomicU64::new(0),
