@@ -49,7 +49,7 @@ use crate::route_memo;
 use crate::stats::{BrokerStats, Counters, Delta, PublishReport, TopicStats};
 use crate::subscriber::{Origin, Queue, Subscriber, SubscriberState};
 use crate::subscription::{Membership, Subscription, Tap};
-use crate::topic::{validate_pattern, validate_topic};
+use crate::topic::{validate_group, validate_pattern, validate_topic};
 
 /// A topic-based publish/subscribe broker.
 ///
@@ -279,13 +279,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
         group: &str,
         options: SubscribeOptions,
     ) -> Result<Subscription<T>, Error> {
-        if group.is_empty() {
-            return Err(invalid_topic(group, crate::TopicError::Empty));
-        }
-        if group.len() > crate::MAX_TOPIC_LEN {
-            let reason = crate::TopicError::TooLong { len: group.len() };
-            return Err(invalid_topic(group, reason));
-        }
+        validate_group(group).map_err(|reason| invalid_topic(group, reason))?;
         self.join(pattern, Some(group), options)
     }
 
