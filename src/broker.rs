@@ -662,9 +662,8 @@ impl<T: Clone + Send + 'static> Shared<T> {
         let topic = PublishedTopic::new(topic);
         let context = Context {
             closing: &self.closing,
-            cancel: import.map(|import| import.cancel),
             deadline,
-            origin: import.map(|import| import.origin),
+            import,
             topic: &topic,
         };
         let outcome = self.deliver_along(route, msg, context);

@@ -30,7 +30,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
 use parking_lot::Mutex;
 
-use crate::delivery::{Context, Outcome, PublishedTopic, deliver};
+use crate::delivery::{BridgeImport, Context, Outcome, PublishedTopic, deliver};
 use crate::registry::Route;
 use crate::subscriber::Origin;
 
@@ -56,10 +56,9 @@ struct Job<T> {
     msg: T,
     /// The publish's overall deadline (`publish_timeout`), if any.
     deadline: Option<Instant>,
-    /// Who is publishing, if it is a bridge: its own subscribers are skipped.
-    origin: Option<Origin>,
-    /// The publish's cancel signal, if it has one (see `Context::cancel`).
-    cancel: Option<Receiver<()>>,
+    /// The publish's bridge import, if it is one: its origin and its own handle on the
+    /// cancel signal (see [`BridgeImport`]).
+    import: Option<(Origin, Receiver<()>)>,
     /// The topic published to, shared by every stripe of the publish.
     topic: Arc<str>,
     /// Where the outcome goes; the publish waits on the other end.
@@ -73,17 +72,18 @@ impl<T: Clone> Job<T> {
             stripe,
             msg,
             deadline,
-            origin,
-            cancel,
+            import,
             topic,
             done,
         } = self;
         let topic = PublishedTopic::from_shared(&topic);
         let context = Context {
             closing,
-            cancel: cancel.as_ref(),
             deadline,
-            origin,
+            import: import.as_ref().map(|(origin, cancel)| BridgeImport {
+                origin: *origin,
+                cancel,
+            }),
             topic: &topic,
         };
         // A panic here can only come from the user's `Clone` or `Drop` impl. Catch it so the
@@ -255,8 +255,9 @@ impl<T: Clone + Send + 'static> Pool<T> {
                     stripe: bounds(k)..bounds(k + 1),
                     msg: msg.clone(),
                     deadline: context.deadline,
-                    origin: context.origin,
-                    cancel: context.cancel.cloned(),
+                    import: context
+                        .import
+                        .map(|import| (import.origin, import.cancel.clone())),
                     topic: topic.clone(),
                     done: done.clone(),
                 };
