@@ -9,7 +9,7 @@
 //!    subscriptions, a second time, to walk the pattern trie, merge the matching routes and
 //!    cache the result), and not at all when the thread's route memo (`route_memo.rs`) is
 //!    current; subscribe, unsubscribe, eviction and close take the write lock to swap in new
-//!    routes, and bump `Shared::generation` under it.
+//!    routes, and bump `Shared::generation` under it if they changed anything.
 //! 2. `Registry::cache` (`RwLock`, inside the registry): resolved routes per published topic.
 //!    Only ever taken *while holding the registry's read lock* (1 → 2); writers of the
 //!    registry reach it through `&mut` without locking.
@@ -37,7 +37,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
+use parking_lot::{Mutex, RwLock};
 
 use crate::config::{BrokerBuilder, Config, SubscribeOptions, SubscriberConfig};
 use crate::delivery::{BridgeImport, Context, Outcome, PublishedTopic, deliver};
@@ -86,11 +86,11 @@ pub(crate) struct Shared<T> {
     /// Settings, fixed at build time.
     pub(crate) config: Config,
     /// The topic table and the closed flag. See "Locking" above. Written only through
-    /// [`registry_mut`](Self::registry_mut).
+    /// [`change_registry`](Self::change_registry).
     registry: RwLock<Registry<T>>,
-    /// Bumped by every change to `registry`, under its write lock: what tells a thread's
-    /// route memo (`route_memo.rs`) that it is stale. On a line of its own, as every publish
-    /// reads it and the counters near it are written by every publish.
+    /// Bumped by every change to `registry`, under its write lock, and only by a change: what
+    /// tells a thread's route memo (`route_memo.rs`) that it is stale. On a line of its own,
+    /// as every publish reads it and the counters near it are written by every publish.
     generation: CacheLine<AtomicU64>,
     /// This broker's number, unique in the process and never 0: whose route a memo holds, and
     /// which pool a dispatch thread serves (`dispatch.rs`).
@@ -574,10 +574,11 @@ impl<T: Clone + Send + 'static> Shared<T> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key: Arc<str> = Arc::from(key);
         let state = Arc::new(SubscriberState::new());
-        let retired = {
-            let mut registry = self.registry_mut();
+        // Taken by the change; left here, to drop outside the lock, if the broker is closed.
+        let mut queue = Some(queue);
+        let retired = self.change_registry(|registry| {
             if registry.closed {
-                return Err(Error::Closed);
+                return None;
             }
             let counters = registry.counters_for(&key);
             let subscriber = Subscriber::new(
@@ -586,10 +587,13 @@ impl<T: Clone + Send + 'static> Shared<T> {
                 counters,
                 config,
                 state.clone(),
-                queue,
+                queue.take()?,
                 origin,
             );
-            registry.insert(Arc::new(subscriber), group)
+            Some(registry.insert(Arc::new(subscriber), group))
+        });
+        let Some(retired) = retired else {
+            return Err(Error::Closed);
         };
         drop(retired);
         Ok((key, id, state))
@@ -684,7 +688,7 @@ impl<T: Clone + Send + 'static> Shared<T> {
             // Removing it from the registry is what spares later publishes any cost for it.
             // Only a subscriber still filed is evicted: not one the broker let go by closing
             // (it ends `Closed`, as `close` promises), nor one that is leaving.
-            let retired = self.registry_mut().remove(key, *id);
+            let retired = self.change_registry(|registry| registry.remove(key, *id));
             if let Some(route) = retired.as_ref().and_then(|r| r.route.as_ref()) {
                 // Marked while `retired` still holds a sender of its queue, so its receiver
                 // cannot see the queue end before the reason is set. From here on no send
@@ -728,14 +732,27 @@ impl<T: Clone + Send + 'static> Shared<T> {
 }
 
 impl<T> Shared<T> {
-    /// The registry, for a change: bumps the generation, which invalidates every thread's
-    /// route memo of this broker. Every write to the registry goes through here.
-    fn registry_mut(&self) -> RwLockWriteGuard<'_, Registry<T>> {
-        let registry = self.registry.write();
-        // Under the write lock, so that a reader holding the read lock sees a stable value.
-        // `Relaxed`: see `route_memo.rs`.
-        self.generation.0.fetch_add(1, Ordering::Relaxed);
-        registry
+    /// Runs `change` on the registry under its write lock. Every write to the registry goes
+    /// through here. `change` returns `None` if it changed nothing (the subscriber to remove
+    /// is gone already, the broker is closed already), and `Some` of what it retired
+    /// otherwise: then the generation is bumped, which invalidates every thread's route memo
+    /// of this broker. A change that changed nothing leaves the memos be: they still say what
+    /// the table routes each topic to.
+    ///
+    /// What `change` returns is handed back after the lock is released, for the caller to
+    /// drop there.
+    fn change_registry<R>(&self, change: impl FnOnce(&mut Registry<T>) -> Option<R>) -> Option<R> {
+        let mut registry = self.registry.write();
+        let changed = change(&mut registry);
+        if changed.is_some() {
+            // Under the write lock, after the change: a reader holding the read lock sees the
+            // table and the generation of one version, and a publish that loads the
+            // generation without the lock and finds it unchanged goes as if before the change,
+            // which is not complete until the lock is released. `Relaxed`: see
+            // `route_memo.rs`.
+            self.generation.0.fetch_add(1, Ordering::Relaxed);
+        }
+        changed
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -744,22 +761,21 @@ impl<T> Shared<T> {
 
     /// Removes subscriber `id` from `topic`, if it is still there.
     pub(crate) fn unsubscribe(&self, topic: &str, id: u64) {
-        let retired: Option<Retired<T>> = self.registry_mut().remove(topic, id);
+        let retired: Option<Retired<T>> =
+            self.change_registry(|registry| registry.remove(topic, id));
         // Dropped outside the lock: it may hold the queue's last sender, and dropping that
         // wakes the receiver.
         drop(retired);
     }
 
     fn close(&self) {
-        let lists = {
-            let mut registry = self.registry_mut();
+        let lists = self.change_registry(|registry| {
             if registry.closed {
-                None
-            } else {
-                registry.closed = true;
-                Some(registry.take_all())
+                return None;
             }
-        };
+            registry.closed = true;
+            Some(registry.take_all())
+        });
         // Drop the lists outside the lock. Once in-flight publishes let go of their snapshots
         // too, every queue's last sender is gone and every `recv` returns after draining.
         drop(lists);
@@ -811,5 +827,29 @@ impl<T> fmt::Debug for Broker<T> {
             .field("subscribers", &registry.subscriber_count())
             .field("published", &shared.totals.published())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changes_to_the_registry_bump_the_generation() {
+        let broker = Broker::<u8>::new();
+        let shared = &broker.handle.shared;
+        let generation = || shared.generation.0.load(Ordering::Relaxed);
+        let sub = broker.subscribe("a").expect("valid topic");
+        let subscribed = generation();
+        shared.unsubscribe("a", u64::MAX); // No such subscriber.
+        shared.unsubscribe("b", 0); // Subscriber 0 is `sub`, filed under "a".
+        assert_eq!(generation(), subscribed);
+        drop(sub);
+        assert_eq!(generation(), subscribed + 1);
+        broker.close();
+        let closed = generation();
+        broker.close();
+        assert_eq!(broker.subscribe("a").err(), Some(Error::Closed));
+        assert_eq!(generation(), closed);
     }
 }
