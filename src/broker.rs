@@ -301,8 +301,9 @@ impl<T: Clone + Send + 'static> Broker<T> {
     }
 
     /// Subscribes to `pattern` as `origin` with a queue that carries each message's topic: a
-    /// bridge's export queue. Publishes from `origin` skip it, and so do publishes to a topic
-    /// that one of `yields_to` (the bridge's earlier export patterns) matches.
+    /// bridge's export queue. Publishes from `origin` skip it, and the route of a topic that
+    /// one of `yields_to` (the bridge's earlier export patterns) matches leaves it out
+    /// (`registry.rs`).
     #[cfg_attr(
         not(feature = "nats"),
         allow(dead_code, reason = "the hook for bridges (the `nats` feature)")
@@ -851,5 +852,39 @@ mod tests {
         broker.close();
         assert_eq!(broker.subscribe("a").err(), Some(Error::Closed));
         assert_eq!(generation(), closed);
+    }
+
+    #[test]
+    fn an_export_queue_never_takes_a_topic_an_earlier_one_of_its_bridge_exports() {
+        let broker = Broker::<u8>::new();
+        let origin = broker.bridge_origin();
+        let exports = ["a.>".to_owned(), "a.b".to_owned(), "a.b".to_owned()];
+        let mut taps: Vec<_> = (0..exports.len())
+            .map(|i| {
+                let options = SubscribeOptions::default();
+                broker.tap(&exports[i], options, origin, &exports[..i])
+            })
+            .collect::<Result<_, _>>()
+            .expect("valid patterns");
+        let plain = broker.subscribe("a.b").expect("valid topic");
+        let received = |tap: &Tap<u8>| tap.receiver().try_iter().map(|(_, msg)| msg).collect();
+        let received: Vec<Vec<u8>> = {
+            broker.publish("a.b", 1).expect("open broker");
+            broker.publish("a.c", 2).expect("open broker");
+            taps.iter().map(received).collect()
+        };
+        assert_eq!(received, [vec![1, 2], vec![], vec![]]);
+        // Left out of the route, yet still subscribers of their key.
+        assert_eq!(broker.subscriber_count("a.b"), 3);
+
+        // With no wildcard subscription left, the plain topic's export queues still yield it
+        // (to the pattern that has left: nothing exports it now, as the bridge is closing).
+        taps.remove(0).unsubscribe();
+        let report = broker.publish("a.b", 3).expect("open broker");
+        assert_eq!((report.delivered, report.dropped), (1, 0));
+        assert!(taps.iter().all(|tap| tap.receiver().is_empty()));
+        drop(taps);
+        broker.publish("a.b", 4).expect("open broker");
+        assert_eq!(plain.try_iter().collect::<Vec<_>>(), [1, 3, 4]);
     }
 }

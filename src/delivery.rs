@@ -33,8 +33,9 @@
 //! queue was tried, in the subscriber's own `dropped` counter. (A send that waited on a full
 //! queue whose subscriber then left counts there too: a bridge's export queue reads it.)
 //! `delivered + dropped` always equals the number of subscribers plus groups given, less those
-//! skipped: a bridge's export queues, for what that bridge publishes and for topics an earlier
-//! export queue of the bridge takes.
+//! skipped: a bridge's export queues, for what that bridge publishes. (An export queue that
+//! leaves a topic to an earlier export queue of its bridge is not given at all: the topic's
+//! resolved route leaves it out, see `registry.rs`.)
 
 use std::cell::OnceCell;
 use std::ptr;
@@ -156,14 +157,12 @@ pub(crate) fn deliver<'a, T: Clone + 'a>(
     let origin = context.import.map(|import| import.origin);
     let section = Section::enter();
     for subscriber in subscribers {
-        // Only a bridge's export queues carry an origin.
-        if subscriber.origin.is_some()
-            && (subscriber.origin == origin || subscriber.yields(context.topic.text))
-        {
+        // Only a bridge's imports publish with an origin, and only its export queues carry
+        // one.
+        if origin.is_some() && subscriber.origin == origin {
             // A bridge's own subscription does not hear what that bridge publishes: this is
-            // what keeps a subject both exported and imported from looping. Nor does an export
-            // queue take a topic that an earlier export queue of its bridge exports. Not
-            // routed, so not counted, and no copy is made for it.
+            // what keeps a subject both exported and imported from looping. Not routed, so
+            // not counted, and no copy is made for it.
             copies.skip();
             continue;
         }
