@@ -98,7 +98,7 @@ use crate::delivery::BridgeImport;
 use crate::error::{BridgeError, Error};
 use crate::subscriber::{Origin, SubscriberState, Tagged};
 use crate::subscription::Tap;
-use crate::topic::{MAX_TOPIC_LEN, pattern_matches, validate_pattern};
+use crate::topic::{pattern_matches, validate_group, validate_pattern};
 
 /// The default capacity of each export queue, in messages.
 pub const DEFAULT_EXPORT_CAPACITY: usize = 1024;
@@ -244,7 +244,7 @@ pub struct BridgeDrops {
     /// Local messages still queued for export when [`Bridge::close`] reached its deadline.
     pub unflushed: u64,
     /// Imported messages whose NATS subject is not a valid syncmq topic (for example longer
-    /// than [`MAX_TOPIC_LEN`]).
+    /// than [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN)).
     pub invalid_subject: u64,
     /// Imported messages that arrived after the local broker was closed.
     pub broker_closed: u64,
@@ -507,8 +507,8 @@ impl<T: Codec + Clone + Send + 'static> BridgeBuilder<T> {
     /// Imports NATS messages on subjects matching `pattern` as a member of the NATS queue
     /// group `group`: each message goes to one member of the group, so processes that
     /// import with the same group share the work. `group` must be non-empty, without
-    /// whitespace, and at most [`MAX_TOPIC_LEN`] bytes, or `build` fails with
-    /// [`BridgeError::InvalidGroup`].
+    /// whitespace, and at most [`MAX_TOPIC_LEN`](crate::MAX_TOPIC_LEN) bytes, or `build` fails
+    /// with [`BridgeError::InvalidGroup`].
     pub fn import_group(mut self, pattern: &str, group: &str) -> Self {
         self.imports.push(Import {
             pattern: pattern.to_owned(),
@@ -590,13 +590,10 @@ impl<T: Codec + Clone + Send + 'static> BridgeBuilder<T> {
             })?;
         }
         for group in self.imports.iter().filter_map(|i| i.group.as_ref()) {
-            // A name too long for the server's control line (the SUB line carries it) would
-            // make the server drop the connection at every reconnect: keep to the broker's own
-            // limit on group names.
-            if group.is_empty()
-                || group.len() > MAX_TOPIC_LEN
-                || group.chars().any(char::is_whitespace)
-            {
+            // The broker's own rules on group names, whose length limit also matters here: a
+            // name too long for the server's control line (the SUB line carries it) would make
+            // the server drop the connection at every reconnect. NATS adds one: no whitespace.
+            if validate_group(group).is_err() || group.chars().any(char::is_whitespace) {
                 return Err(BridgeError::InvalidGroup {
                     group: group.clone(),
                 });
@@ -981,13 +978,6 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
         self.finish(batch, deadline);
     }
 
-    /// Empties `batch` without sending it, counting in `counter` the messages it would have
-    /// exported.
-    fn drop_batch(&self, batch: &mut VecDeque<Tagged<T>>, counter: &AtomicU64) {
-        add(counter, batch.len() as u64);
-        batch.clear();
-    }
-
     /// Forwards messages as they arrive until `close` asks to stop; returns its deadline.
     fn forward_until_stopped(&self, batch: &mut VecDeque<Tagged<T>>) -> Instant {
         // Operation indices: `stop` is 0 and `taps[i]` is `i + 1`; `Select::remove` keeps
@@ -1035,7 +1025,7 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
     /// disconnected, drops the whole batch as `server_unavailable`.
     fn forward(&self, batch: &mut VecDeque<Tagged<T>>, deadline: Option<Instant>) {
         if self.client.connection_state() != State::Connected {
-            self.drop_batch(batch, &self.counters.server_unavailable);
+            drop_batch(batch, &self.counters.server_unavailable);
             return;
         }
         let publish_all = async {
@@ -1077,7 +1067,7 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
             batch.extend(tap.unsubscribe());
         }
         self.forward(&mut batch, Some(deadline));
-        self.drop_batch(&mut batch, &self.counters.unflushed);
+        drop_batch(&mut batch, &self.counters.unflushed);
         // Push what the client still buffers onto the wire before the connection closes.
         if self.client.connection_state() == State::Connected {
             let client = self.client.clone();
@@ -1089,4 +1079,11 @@ impl<T: Codec + Clone + Send + 'static> Exporter<T> {
             );
         }
     }
+}
+
+/// Empties `batch` without sending it, counting in `counter` the messages it would have
+/// exported.
+fn drop_batch<T>(batch: &mut VecDeque<Tagged<T>>, counter: &AtomicU64) {
+    add(counter, batch.len() as u64);
+    batch.clear();
 }

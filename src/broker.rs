@@ -9,7 +9,7 @@
 //!    subscriptions, a second time, to walk the pattern trie, merge the matching routes and
 //!    cache the result), and not at all when the thread's route memo (`route_memo.rs`) is
 //!    current; subscribe, unsubscribe, eviction and close take the write lock to swap in new
-//!    routes, and bump `Shared::generation` under it.
+//!    routes, and bump `Shared::generation` under it if they changed anything.
 //! 2. `Registry::cache` (`RwLock`, inside the registry): resolved routes per published topic.
 //!    Only ever taken *while holding the registry's read lock* (1 → 2); writers of the
 //!    registry reach it through `&mut` without locking.
@@ -37,7 +37,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
+use parking_lot::{Mutex, RwLock};
 
 use crate::config::{BrokerBuilder, Config, SubscribeOptions, SubscriberConfig};
 use crate::delivery::{BridgeImport, Context, Outcome, PublishedTopic, deliver};
@@ -49,7 +49,7 @@ use crate::route_memo;
 use crate::stats::{BrokerStats, Counters, Delta, PublishReport, TopicStats};
 use crate::subscriber::{Origin, Queue, Subscriber, SubscriberState};
 use crate::subscription::{Membership, Subscription, Tap};
-use crate::topic::{validate_pattern, validate_topic};
+use crate::topic::{validate_group, validate_pattern, validate_topic};
 
 /// A topic-based publish/subscribe broker.
 ///
@@ -86,13 +86,14 @@ pub(crate) struct Shared<T> {
     /// Settings, fixed at build time.
     pub(crate) config: Config,
     /// The topic table and the closed flag. See "Locking" above. Written only through
-    /// [`registry_mut`](Self::registry_mut).
+    /// [`change_registry`](Self::change_registry).
     registry: RwLock<Registry<T>>,
-    /// Bumped by every change to `registry`, under its write lock: what tells a thread's
-    /// route memo (`route_memo.rs`) that it is stale. On a line of its own, as every publish
-    /// reads it and the counters near it are written by every publish.
+    /// Bumped by every change to `registry`, under its write lock, and only by a change: what
+    /// tells a thread's route memo (`route_memo.rs`) that it is stale. On a line of its own,
+    /// as every publish reads it and the counters near it are written by every publish.
     generation: CacheLine<AtomicU64>,
-    /// This broker's number, unique in the process: whose route a memo holds.
+    /// This broker's number, unique in the process and never 0: whose route a memo holds, and
+    /// which pool a dispatch thread serves (`dispatch.rs`).
     id: u64,
     /// The sending half of the close signal; `None` once closed. Nothing is ever sent on it:
     /// dropping it disconnects `closing`, which wakes every publish waiting on a full queue.
@@ -114,8 +115,9 @@ pub(crate) struct Shared<T> {
     bridge_origin: OnceLock<Origin>,
 }
 
-/// The next broker's [`Shared::id`]. `Relaxed`: only uniqueness matters.
-static NEXT_BROKER_ID: AtomicU64 = AtomicU64::new(0);
+/// The next broker's [`Shared::id`]. `Relaxed`: only uniqueness matters. Starts at 1: the
+/// broker's dispatch pool uses the id too, and 0 there marks threads of no pool.
+static NEXT_BROKER_ID: AtomicU64 = AtomicU64::new(1);
 
 impl<T: Clone + Send + 'static> Broker<T> {
     /// Creates a broker with the default settings: queues of
@@ -142,13 +144,14 @@ impl<T: Clone + Send + 'static> Broker<T> {
 
     pub(crate) fn with_config(config: Config) -> Self {
         let (closing_signal, closing) = crossbeam_channel::bounded(0);
+        let id = NEXT_BROKER_ID.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Shared {
             config,
             registry: RwLock::new(Registry::new()),
             generation: CacheLine(AtomicU64::new(0)),
-            id: NEXT_BROKER_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             closing_signal: Mutex::new(Some(closing_signal)),
-            pool: Pool::new(config.workers, closing.clone()),
+            pool: Pool::new(config.workers, closing.clone(), id),
             closing,
             totals: Counters::default(),
             next_id: AtomicU64::new(0),
@@ -276,13 +279,7 @@ impl<T: Clone + Send + 'static> Broker<T> {
         group: &str,
         options: SubscribeOptions,
     ) -> Result<Subscription<T>, Error> {
-        if group.is_empty() {
-            return Err(invalid_topic(group, crate::TopicError::Empty));
-        }
-        if group.len() > crate::MAX_TOPIC_LEN {
-            let reason = crate::TopicError::TooLong { len: group.len() };
-            return Err(invalid_topic(group, reason));
-        }
+        validate_group(group).map_err(|reason| invalid_topic(group, reason))?;
         self.join(pattern, Some(group), options)
     }
 
@@ -304,8 +301,9 @@ impl<T: Clone + Send + 'static> Broker<T> {
     }
 
     /// Subscribes to `pattern` as `origin` with a queue that carries each message's topic: a
-    /// bridge's export queue. Publishes from `origin` skip it, and so do publishes to a topic
-    /// that one of `yields_to` (the bridge's earlier export patterns) matches.
+    /// bridge's export queue. Publishes from `origin` skip it, and the route of a topic that
+    /// one of `yields_to` (the bridge's earlier export patterns) matches leaves it out
+    /// (`registry.rs`).
     #[cfg_attr(
         not(feature = "nats"),
         allow(dead_code, reason = "the hook for bridges (the `nats` feature)")
@@ -577,10 +575,11 @@ impl<T: Clone + Send + 'static> Shared<T> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key: Arc<str> = Arc::from(key);
         let state = Arc::new(SubscriberState::new());
-        let retired = {
-            let mut registry = self.registry_mut();
+        // Taken by the change; left here, to drop outside the lock, if the broker is closed.
+        let mut queue = Some(queue);
+        let retired = self.change_registry(|registry| {
             if registry.closed {
-                return Err(Error::Closed);
+                return None;
             }
             let counters = registry.counters_for(&key);
             let subscriber = Subscriber::new(
@@ -589,10 +588,13 @@ impl<T: Clone + Send + 'static> Shared<T> {
                 counters,
                 config,
                 state.clone(),
-                queue,
+                queue.take()?,
                 origin,
             );
-            registry.insert(Arc::new(subscriber), group)
+            Some(registry.insert(Arc::new(subscriber), group))
+        });
+        let Some(retired) = retired else {
+            return Err(Error::Closed);
         };
         drop(retired);
         Ok((key, id, state))
@@ -665,9 +667,8 @@ impl<T: Clone + Send + 'static> Shared<T> {
         let topic = PublishedTopic::new(topic);
         let context = Context {
             closing: &self.closing,
-            cancel: import.map(|import| import.cancel),
             deadline,
-            origin: import.map(|import| import.origin),
+            import,
             topic: &topic,
         };
         let outcome = self.deliver_along(route, msg, context);
@@ -688,7 +689,7 @@ impl<T: Clone + Send + 'static> Shared<T> {
             // Removing it from the registry is what spares later publishes any cost for it.
             // Only a subscriber still filed is evicted: not one the broker let go by closing
             // (it ends `Closed`, as `close` promises), nor one that is leaving.
-            let retired = self.registry_mut().remove(key, *id);
+            let retired = self.change_registry(|registry| registry.remove(key, *id));
             if let Some(route) = retired.as_ref().and_then(|r| r.route.as_ref()) {
                 // Marked while `retired` still holds a sender of its queue, so its receiver
                 // cannot see the queue end before the reason is set. From here on no send
@@ -732,14 +733,27 @@ impl<T: Clone + Send + 'static> Shared<T> {
 }
 
 impl<T> Shared<T> {
-    /// The registry, for a change: bumps the generation, which invalidates every thread's
-    /// route memo of this broker. Every write to the registry goes through here.
-    fn registry_mut(&self) -> RwLockWriteGuard<'_, Registry<T>> {
-        let registry = self.registry.write();
-        // Under the write lock, so that a reader holding the read lock sees a stable value.
-        // `Relaxed`: see `route_memo.rs`.
-        self.generation.0.fetch_add(1, Ordering::Relaxed);
-        registry
+    /// Runs `change` on the registry under its write lock. Every write to the registry goes
+    /// through here. `change` returns `None` if it changed nothing (the subscriber to remove
+    /// is gone already, the broker is closed already), and `Some` of what it retired
+    /// otherwise: then the generation is bumped, which invalidates every thread's route memo
+    /// of this broker. A change that changed nothing leaves the memos be: they still say what
+    /// the table routes each topic to.
+    ///
+    /// What `change` returns is handed back after the lock is released, for the caller to
+    /// drop there.
+    fn change_registry<R>(&self, change: impl FnOnce(&mut Registry<T>) -> Option<R>) -> Option<R> {
+        let mut registry = self.registry.write();
+        let changed = change(&mut registry);
+        if changed.is_some() {
+            // Under the write lock, after the change: a reader holding the read lock sees the
+            // table and the generation of one version, and a publish that loads the
+            // generation without the lock and finds it unchanged goes as if before the change,
+            // which is not complete until the lock is released. `Relaxed`: see
+            // `route_memo.rs`.
+            self.generation.0.fetch_add(1, Ordering::Relaxed);
+        }
+        changed
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -748,22 +762,21 @@ impl<T> Shared<T> {
 
     /// Removes subscriber `id` from `topic`, if it is still there.
     pub(crate) fn unsubscribe(&self, topic: &str, id: u64) {
-        let retired: Option<Retired<T>> = self.registry_mut().remove(topic, id);
+        let retired: Option<Retired<T>> =
+            self.change_registry(|registry| registry.remove(topic, id));
         // Dropped outside the lock: it may hold the queue's last sender, and dropping that
         // wakes the receiver.
         drop(retired);
     }
 
     fn close(&self) {
-        let lists = {
-            let mut registry = self.registry_mut();
+        let lists = self.change_registry(|registry| {
             if registry.closed {
-                None
-            } else {
-                registry.closed = true;
-                Some(registry.take_all())
+                return None;
             }
-        };
+            registry.closed = true;
+            Some(registry.take_all())
+        });
         // Drop the lists outside the lock. Once in-flight publishes let go of their snapshots
         // too, every queue's last sender is gone and every `recv` returns after draining.
         drop(lists);
@@ -815,5 +828,63 @@ impl<T> fmt::Debug for Broker<T> {
             .field("subscribers", &registry.subscriber_count())
             .field("published", &shared.totals.published())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changes_to_the_registry_bump_the_generation() {
+        let broker = Broker::<u8>::new();
+        let shared = &broker.handle.shared;
+        let generation = || shared.generation.0.load(Ordering::Relaxed);
+        let sub = broker.subscribe("a").expect("valid topic");
+        let subscribed = generation();
+        shared.unsubscribe("a", u64::MAX); // No such subscriber.
+        shared.unsubscribe("b", 0); // Subscriber 0 is `sub`, filed under "a".
+        assert_eq!(generation(), subscribed);
+        drop(sub);
+        assert_eq!(generation(), subscribed + 1);
+        broker.close();
+        let closed = generation();
+        broker.close();
+        assert_eq!(broker.subscribe("a").err(), Some(Error::Closed));
+        assert_eq!(generation(), closed);
+    }
+
+    #[test]
+    fn an_export_queue_never_takes_a_topic_an_earlier_one_of_its_bridge_exports() {
+        let broker = Broker::<u8>::new();
+        let origin = broker.bridge_origin();
+        let exports = ["a.>".to_owned(), "a.b".to_owned(), "a.b".to_owned()];
+        let mut taps: Vec<_> = (0..exports.len())
+            .map(|i| {
+                let options = SubscribeOptions::default();
+                broker.tap(&exports[i], options, origin, &exports[..i])
+            })
+            .collect::<Result<_, _>>()
+            .expect("valid patterns");
+        let plain = broker.subscribe("a.b").expect("valid topic");
+        let received = |tap: &Tap<u8>| tap.receiver().try_iter().map(|(_, msg)| msg).collect();
+        let received: Vec<Vec<u8>> = {
+            broker.publish("a.b", 1).expect("open broker");
+            broker.publish("a.c", 2).expect("open broker");
+            taps.iter().map(received).collect()
+        };
+        assert_eq!(received, [vec![1, 2], vec![], vec![]]);
+        // Left out of the route, yet still subscribers of their key.
+        assert_eq!(broker.subscriber_count("a.b"), 3);
+
+        // With no wildcard subscription left, the plain topic's export queues still yield it
+        // (to the pattern that has left: nothing exports it now, as the bridge is closing).
+        taps.remove(0).unsubscribe();
+        let report = broker.publish("a.b", 3).expect("open broker");
+        assert_eq!((report.delivered, report.dropped), (1, 0));
+        assert!(taps.iter().all(|tap| tap.receiver().is_empty()));
+        drop(taps);
+        broker.publish("a.b", 4).expect("open broker");
+        assert_eq!(plain.try_iter().collect::<Vec<_>>(), [1, 3, 4]);
     }
 }

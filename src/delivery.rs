@@ -7,7 +7,7 @@
 //!    `DropOldest` subscribers are settled here.
 //! 2. **Wait.** Only if some queues were full and their policy waits: all of them are waited on
 //!    *together* with one crossbeam [`Select`], along with the broker's close signal (and, for
-//!    a bridge's import, the bridge's cancel signal: see [`Context::cancel`]). Each
+//!    a bridge's import, the bridge's cancel signal: see [`BridgeImport::cancel`]). Each
 //!    waiting send has its own deadline, computed once when phase 1 found its queue full
 //!    (`Instant::now() + timeout`, capped by the publish's own deadline if the broker has a
 //!    `publish_timeout`); there is no timer object, thread or channel per send. So a publish
@@ -33,8 +33,9 @@
 //! queue was tried, in the subscriber's own `dropped` counter. (A send that waited on a full
 //! queue whose subscriber then left counts there too: a bridge's export queue reads it.)
 //! `delivered + dropped` always equals the number of subscribers plus groups given, less those
-//! skipped: a bridge's export queues, for what that bridge publishes and for topics an earlier
-//! export queue of the bridge takes.
+//! skipped: a bridge's export queues, for what that bridge publishes. (An export queue that
+//! leaves a topic to an earlier export queue of its bridge is not given at all: the topic's
+//! resolved route leaves it out, see `registry.rs`.)
 
 use std::cell::OnceCell;
 use std::ptr;
@@ -55,13 +56,11 @@ use crate::subscriber::{Attempt, Origin, Subscriber, SubscriberState};
 pub(crate) struct Context<'a> {
     /// Becomes ready (disconnected) when the broker closes; it cuts every wait short.
     pub(crate) closing: &'a Receiver<()>,
-    /// Becomes ready (disconnected) when the publisher gives up: a bridge that closes, for
-    /// its imports. Cuts this publish's waits short, as `closing` does.
-    pub(crate) cancel: Option<&'a Receiver<()>>,
     /// The whole publish's deadline (`publish_timeout`), if any.
     pub(crate) deadline: Option<Instant>,
-    /// Who is publishing, if it is a bridge: its own subscribers are skipped.
-    pub(crate) origin: Option<Origin>,
+    /// Who is publishing and when it gives up, if it is a bridge's import; `None` for
+    /// [`Broker::publish`](crate::Broker::publish).
+    pub(crate) import: Option<BridgeImport<'a>>,
     /// The topic published to, for the queues that carry it (a bridge's taps).
     pub(crate) topic: &'a PublishedTopic<'a>,
 }
@@ -71,7 +70,8 @@ pub(crate) struct Context<'a> {
 pub(crate) struct BridgeImport<'a> {
     /// The broker's bridge origin: subscribers carrying it (the export queues) are skipped.
     pub(crate) origin: Origin,
-    /// Disconnects when the bridge closes: see [`Context::cancel`].
+    /// Becomes ready (disconnected) when the publisher gives up: the bridge closes. Cuts this
+    /// publish's waits short, as [`Context::closing`] does.
     pub(crate) cancel: &'a Receiver<()>,
 }
 
@@ -154,16 +154,15 @@ pub(crate) fn deliver<'a, T: Clone + 'a>(
         msg: Some(msg),
         left: subscribers.len() + groups.len(),
     };
+    let origin = context.import.map(|import| import.origin);
     let section = Section::enter();
     for subscriber in subscribers {
-        // Only a bridge's export queues carry an origin.
-        if subscriber.origin.is_some()
-            && (subscriber.origin == context.origin || subscriber.yields(context.topic.text))
-        {
+        // Only a bridge's imports publish with an origin, and only its export queues carry
+        // one.
+        if origin.is_some() && subscriber.origin == origin {
             // A bridge's own subscription does not hear what that bridge publishes: this is
-            // what keeps a subject both exported and imported from looping. Nor does an export
-            // queue take a topic that an earlier export queue of its bridge exports. Not
-            // routed, so not counted, and no copy is made for it.
+            // what keeps a subject both exported and imported from looping. Not routed, so
+            // not counted, and no copy is made for it.
             copies.skip();
             continue;
         }
@@ -487,7 +486,7 @@ impl<'a, T: Clone> Run<'a, '_, T> {
         // as sends settle.
         let mut select = Select::new();
         let closing_index = select.recv(self.context.closing);
-        let cancel_index = self.context.cancel.map(|cancel| select.recv(cancel));
+        let cancel_index = self.context.import.map(|import| select.recv(import.cancel));
         let first = 1 + usize::from(cancel_index.is_some());
         for (i, entry) in waiting.iter().enumerate() {
             // `entry.subscriber` borrows the caller's subscriber list, not `waiting`, so the

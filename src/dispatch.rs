@@ -24,14 +24,13 @@ use std::cell::Cell;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
 use parking_lot::Mutex;
 
-use crate::delivery::{Context, Outcome, PublishedTopic, deliver};
+use crate::delivery::{BridgeImport, Context, Outcome, PublishedTopic, deliver};
 use crate::registry::Route;
 use crate::subscriber::Origin;
 
@@ -57,10 +56,9 @@ struct Job<T> {
     msg: T,
     /// The publish's overall deadline (`publish_timeout`), if any.
     deadline: Option<Instant>,
-    /// Who is publishing, if it is a bridge: its own subscribers are skipped.
-    origin: Option<Origin>,
-    /// The publish's cancel signal, if it has one (see `Context::cancel`).
-    cancel: Option<Receiver<()>>,
+    /// The publish's bridge import, if it is one: its origin and its own handle on the
+    /// cancel signal (see [`BridgeImport`]).
+    import: Option<(Origin, Receiver<()>)>,
     /// The topic published to, shared by every stripe of the publish.
     topic: Arc<str>,
     /// Where the outcome goes; the publish waits on the other end.
@@ -74,17 +72,18 @@ impl<T: Clone> Job<T> {
             stripe,
             msg,
             deadline,
-            origin,
-            cancel,
+            import,
             topic,
             done,
         } = self;
         let topic = PublishedTopic::from_shared(&topic);
         let context = Context {
             closing,
-            cancel: cancel.as_ref(),
             deadline,
-            origin,
+            import: import.as_ref().map(|(origin, cancel)| BridgeImport {
+                origin: *origin,
+                cancel,
+            }),
             topic: &topic,
         };
         // A panic here can only come from the user's `Clone` or `Drop` impl. Catch it so the
@@ -128,15 +127,13 @@ pub(crate) struct Pool<T> {
     /// dispatch thread of this pool (closing the broker from a message's `Clone` or `Drop`)
     /// only tries it: the holder may be joining that very thread.
     joining: Mutex<()>,
-    /// Unique per pool: what `DISPATCH_POOL` holds on this pool's threads.
+    /// Unique per pool, and never 0: its broker's id (`Shared::id`), which is what
+    /// `DISPATCH_POOL` holds on this pool's threads.
     id: u64,
 }
 
-/// The next pool id. Starts at 1: 0 means "not a dispatch thread".
-static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
-
 thread_local! {
-    /// The id of the pool this thread dispatches for, or 0.
+    /// The id of the pool this thread dispatches for, or 0 (no broker has id 0).
     static DISPATCH_POOL: Cell<u64> = const { Cell::new(0) };
 }
 
@@ -146,7 +143,10 @@ pub(crate) struct Lease<T> {
 }
 
 impl<T: Clone + Send + 'static> Pool<T> {
-    pub(crate) fn new(limit: usize, closing: Receiver<()>) -> Self {
+    /// A pool of at most `limit` threads for the broker whose id is `id` (not 0), closed by
+    /// `closing`.
+    pub(crate) fn new(limit: usize, closing: Receiver<()>, id: u64) -> Self {
+        debug_assert_ne!(id, 0, "0 marks threads that dispatch for no pool");
         let (jobs, job_queue) = unbounded();
         Pool {
             state: Mutex::new(PoolState {
@@ -158,8 +158,7 @@ impl<T: Clone + Send + 'static> Pool<T> {
             closing,
             limit,
             joining: Mutex::new(()),
-            // `Relaxed`: only uniqueness matters, which the read-modify-write gives.
-            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            id,
         }
     }
 
@@ -256,8 +255,9 @@ impl<T: Clone + Send + 'static> Pool<T> {
                     stripe: bounds(k)..bounds(k + 1),
                     msg: msg.clone(),
                     deadline: context.deadline,
-                    origin: context.origin,
-                    cancel: context.cancel.cloned(),
+                    import: context
+                        .import
+                        .map(|import| (import.origin, import.cancel.clone())),
                     topic: topic.clone(),
                     done: done.clone(),
                 };

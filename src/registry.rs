@@ -12,8 +12,9 @@
 //!
 //! # Resolving a published topic
 //!
-//! - No wildcard subscription anywhere: the route is the exact key's, one hash lookup, as if
-//!   wildcards did not exist.
+//! - No wildcard subscription anywhere (nor an export queue that leaves its own topic to
+//!   another: see below): the route is the exact key's, one hash lookup, as if wildcards did
+//!   not exist.
 //! - Otherwise the exact key's route and those of every matching pattern (found with the
 //!   [`PatternTrie`]) are merged into one route, which is cached per published topic. The
 //!   cache is emptied by every change to the table, so it never holds a subscriber that has
@@ -22,6 +23,18 @@
 //!   memory, while a hot topic is back in the cache one miss after each reset. (Evicting one
 //!   entry instead, the first the map iterates, kept hitting the same buckets: a hot topic
 //!   hashed there missed 97% of its publishes in a test against a stream of cold topics.)
+//!
+//! A resolved route leaves out the bridge export queues that yield its topic to an earlier
+//! export queue of their bridge ([`Subscriber::yields`]), so a publish does not match their
+//! patterns again and again. Whether a queue yields a topic depends on nothing but the two
+//! (the patterns it yields to are fixed when it subscribes), not on who else is subscribed,
+//! so the answer holds for as long as the cached route does. A key's own route keeps every
+//! subscriber (removal and counts need them all), so it is published along as it is only
+//! when none of them yields the topic: [`Registry::resolve_slow`] checks. Unresolved, with no
+//! wildcard subscription, a key's route only ever serves the key itself as a topic, so the
+//! one queue that could be in the way is one that yields its own key (a topic exported
+//! twice, or an export whose wildcard predecessor has already left); those are counted in
+//! [`Registry::yielding`], and while there are any, every topic is resolved.
 
 use std::collections::HashMap;
 use std::collections::hash_map::{DefaultHasher, RandomState};
@@ -191,10 +204,10 @@ impl<T> Route<T> {
         }
     }
 
-    /// This route without subscriber `id`, or `None` if it is not here.
-    fn without(&self, id: u64) -> Option<Self> {
-        if self.subscribers.iter().any(|s| s.id == id) {
-            return Some(Route {
+    /// This route without subscriber `id`, and that subscriber; `None` if it is not here.
+    fn without(&self, id: u64) -> Option<(Self, &Arc<Subscriber<T>>)> {
+        if let Some(removed) = self.subscribers.iter().find(|s| s.id == id) {
+            let route = Route {
                 subscribers: self
                     .subscribers
                     .iter()
@@ -203,12 +216,14 @@ impl<T> Route<T> {
                     .collect(),
                 groups: self.groups.clone(),
                 counters: self.counters.clone(),
-            });
+            };
+            return Some((route, removed));
         }
-        let index = self
+        let (index, removed) = self
             .groups
             .iter()
-            .position(|g| g.members.iter().any(|m| m.id == id))?;
+            .enumerate()
+            .find_map(|(index, g)| Some((index, g.members.iter().find(|m| m.id == id)?)))?;
         let mut groups = self.groups.to_vec();
         let group = &groups[index];
         if group.members.len() == 1 {
@@ -225,19 +240,24 @@ impl<T> Route<T> {
                 cursor: group.cursor.clone(),
             });
         }
-        Some(Route {
+        let route = Route {
             subscribers: self.subscribers.clone(),
             groups: groups.into(),
             counters: self.counters.clone(),
-        })
+        };
+        Some((route, removed))
     }
 
-    /// One route reaching everything `routes` reach.
-    fn merge(routes: &[&Arc<Route<T>>]) -> Self {
+    /// One route for a publish to `topic`, reaching everything `routes` reach but the export
+    /// queues that yield `topic` (see the module docs). It keeps their keys' counters, as the
+    /// publish still counts for those keys.
+    fn merge(routes: &[&Arc<Route<T>>], topic: &str) -> Self {
         Route {
             subscribers: routes
                 .iter()
-                .flat_map(|r| r.subscribers.iter().cloned())
+                .flat_map(|r| r.subscribers.iter())
+                .filter(|s| !s.yields(topic))
+                .cloned()
                 .collect(),
             groups: routes
                 .iter()
@@ -259,7 +279,7 @@ pub(crate) enum Lookup<T> {
     /// reaches nothing, so the publish needs no second lock or lookup once it is validated.
     NotFound,
     /// Validate the topic, then [`Registry::resolve`] it: there are wildcard subscriptions
-    /// and the topic is not cached.
+    /// (or export queues that yield a plain topic) and the topic is not cached.
     Unresolved,
     /// The broker is closed (the topic still needs validating: an invalid topic is reported
     /// as such even by a closed broker).
@@ -285,9 +305,14 @@ pub(crate) struct Registry<T> {
     keys: KeyTable<T>,
     /// The keys that contain wildcards.
     patterns: PatternTrie,
+    /// Subscribers under a key without wildcards that yield that very key to an earlier
+    /// export queue of their bridge (see the module docs): while there are any, a key's route
+    /// cannot be published along as it is.
+    yielding: usize,
     /// Total number of subscribers over all keys, group members included.
     subscribers: usize,
-    /// Resolved routes per published topic, used only while `patterns` is not empty.
+    /// Resolved routes per published topic, used only while topics are resolved (see
+    /// [`routes_directly`](Self::routes_directly)).
     cache: RwLock<RouteCache<T>>,
     /// Set once by `close`; never cleared. Checked under the same lock as the table, so a
     /// subscribe either lands before the close (and is then disconnected by it) or fails.
@@ -299,6 +324,7 @@ impl<T> Registry<T> {
         Registry {
             keys: HashMap::default(),
             patterns: PatternTrie::default(),
+            yielding: 0,
             subscribers: 0,
             cache: RwLock::new(HashMap::default()),
             closed: false,
@@ -329,7 +355,7 @@ impl<T> Registry<T> {
         if self.closed {
             return Lookup::Closed;
         }
-        if self.patterns.len() == 0 {
+        if self.routes_directly() {
             return match self.keys.get(topic) {
                 Some(route) => Lookup::Found(Some(route.clone())),
                 None => Lookup::NotFound,
@@ -344,7 +370,7 @@ impl<T> Registry<T> {
     /// Everything a publish to `topic`, which must be a valid topic, reaches, or `None` if
     /// nothing.
     pub(crate) fn resolve(&self, topic: &str) -> Option<Arc<Route<T>>> {
-        if self.patterns.len() == 0 {
+        if self.routes_directly() {
             return self.keys.get(topic).cloned();
         }
         if let Some(cached) = self.cache.read().get(topic) {
@@ -353,7 +379,15 @@ impl<T> Registry<T> {
         self.resolve_slow(topic)
     }
 
-    /// A cache miss: merge the matching routes and remember the result.
+    /// Whether a published topic's route is its key's, as it is: no wildcard subscriptions to
+    /// merge in, and no export queue to leave out (see the module docs).
+    #[inline]
+    fn routes_directly(&self) -> bool {
+        self.patterns.len() == 0 && self.yielding == 0
+    }
+
+    /// A cache miss: merge the matching routes, leaving out the export queues that yield
+    /// `topic`, and remember the result.
     #[cold]
     fn resolve_slow(&self, topic: &str) -> Option<Arc<Route<T>>> {
         let mut matching: Vec<&Arc<Route<T>>> = self.keys.get(topic).into_iter().collect();
@@ -364,8 +398,8 @@ impl<T> Registry<T> {
         });
         let resolved = match matching.as_slice() {
             [] => None,
-            [only] => Some(Arc::clone(only)),
-            several => Some(Arc::new(Route::merge(several))),
+            [only] if !only.subscribers.iter().any(|s| s.yields(topic)) => Some(Arc::clone(only)),
+            several => Some(Arc::new(Route::merge(several, topic))),
         };
         let mut cache = self.cache.write();
         // Full: start over (see the module docs). The old entries are freed after the lock is
@@ -392,6 +426,7 @@ impl<T> Registry<T> {
         group: Option<&Arc<str>>,
     ) -> Retired<T> {
         let key = subscriber.key.clone();
+        self.yielding += usize::from(yields_own_key(&subscriber));
         let new_route = match self.keys.get(&key) {
             Some(old) => old.with(subscriber, group),
             None => {
@@ -412,7 +447,8 @@ impl<T> Registry<T> {
     /// there.
     pub(crate) fn remove(&mut self, key: &str, id: u64) -> Option<Retired<T>> {
         let slot = self.keys.get_mut(key)?;
-        let new_route = slot.without(id)?;
+        let (new_route, removed) = slot.without(id)?;
+        self.yielding -= usize::from(yields_own_key(removed));
         self.subscribers -= 1;
         let route = if new_route.is_empty() {
             if has_wildcard(key) {
@@ -432,6 +468,7 @@ impl<T> Registry<T> {
     /// lock.
     pub(crate) fn take_all(&mut self) -> (KeyTable<T>, Retired<T>) {
         self.subscribers = 0;
+        self.yielding = 0;
         self.patterns = PatternTrie::default();
         let retired = Retired {
             route: None,
@@ -439,4 +476,11 @@ impl<T> Registry<T> {
         };
         (std::mem::take(&mut self.keys), retired)
     }
+}
+
+/// Whether `subscriber`, under a key without wildcards, yields that key: whether it is counted
+/// in [`Registry::yielding`]. (Under a pattern, the pattern's presence already makes every
+/// topic resolved.)
+fn yields_own_key<T>(subscriber: &Subscriber<T>) -> bool {
+    !has_wildcard(&subscriber.key) && subscriber.yields(&subscriber.key)
 }

@@ -3,7 +3,8 @@
 //! the topic's hash and the table lookup.
 //!
 //! **When a memo is valid.** Every broker has a *generation*, bumped under the registry's
-//! write lock by every change to the table (subscribe, unsubscribe, eviction, close). A memo
+//! write lock by every change to the table (subscribe, unsubscribe, eviction, close; not by a
+//! request that changes nothing, such as removing a subscriber already gone). A memo
 //! pairs a route with the generation read under the same hold of the read lock, so it says what
 //! the table routed the topic to at that generation. A publish that loads the same generation
 //! later uses the memo: the table has not changed since, so a lookup would have found the same

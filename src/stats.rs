@@ -3,8 +3,11 @@
 //!
 //! Every counter is only ever incremented, with `Relaxed` ordering: they are statistics, and
 //! nothing is synchronised through them. A reader may see part of a publish that is still
-//! running (say its `published` but not yet its `delivered`); once every publish has returned,
-//! the identities below hold exactly.
+//! running; once every publish has returned, the identities below hold exactly. Which part
+//! differs: the broker's totals count a publish before delivering it (so one waiting on a full
+//! queue shows in [`BrokerStats::published`] while it waits), whereas each key's counters
+//! count it once its delivery is done (so a key's `delivered` and `dropped`, added as delivery
+//! goes, may already count a publish that its `published` does not yet).
 //!
 //! The counters a publish updates are [`OwnedCounts`]: the thread that counts first updates
 //! them with plain loads and stores, the others with `fetch_add`. An atomic read-modify-write
@@ -85,6 +88,10 @@ pub struct BrokerStats {
 /// They count since the key's current run of subscribers began: when its last subscriber
 /// leaves, the key and its counters are forgotten, so a broker fed millions of distinct
 /// topics keeps no memory for them.
+///
+/// A publish counts in `published` once its delivery is done: while it runs (waiting on a
+/// full queue, say), `delivered` and `dropped` may already count it and `published` not yet.
+/// [`BrokerStats::published`], by contrast, counts a publish before its delivery.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TopicStats {

@@ -64,7 +64,9 @@ pub(crate) enum Queue<T> {
         sender: Sender<Tagged<T>>,
         oldest: Option<Receiver<Tagged<T>>>,
         /// The patterns of the same bridge's earlier export queues: a topic one of them
-        /// matches is exported by that queue, so this one does not take it.
+        /// matches is exported by that queue, so this one does not take it. Fixed for the
+        /// queue's life; read when a topic's route is resolved, not on every publish (see
+        /// `registry.rs`).
         yields_to: Box<[String]>,
     },
 }
@@ -285,7 +287,8 @@ impl<T> Subscriber<T> {
     }
 
     /// Whether this is a bridge's export queue that leaves `topic` to an earlier export
-    /// queue of the same bridge (see [`Queue::Tagged`]).
+    /// queue of the same bridge (see [`Queue::Tagged`]). Depends on nothing but the two, so
+    /// the registry decides it once per resolved route, and a publish never asks.
     pub(crate) fn yields(&self, topic: &str) -> bool {
         match &self.queue {
             Queue::Plain { .. } => false,

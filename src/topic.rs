@@ -74,6 +74,18 @@ pub fn validate_pattern(pattern: &str) -> Result<(), TopicError> {
     validate(pattern, Syntax::Pattern)
 }
 
+/// Checks a queue group's name: non-empty and at most [`MAX_TOPIC_LEN`] bytes. Any other
+/// character is allowed (a bridge's NATS groups also exclude whitespace: `bridge.rs`).
+pub(crate) fn validate_group(group: &str) -> Result<(), TopicError> {
+    if group.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if group.len() > MAX_TOPIC_LEN {
+        return Err(TopicError::TooLong { len: group.len() });
+    }
+    Ok(())
+}
+
 /// Whether `topic` matches `pattern`, with NATS semantics.
 ///
 /// Both are assumed valid (see [`validate_topic`] and [`validate_pattern`]); for invalid input
