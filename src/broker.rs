@@ -5,8 +5,8 @@
 //! The locks, and the only order in which two of them are ever held together:
 //!
 //! 1. `Shared::registry` (`RwLock`): the subscription table. Publishes take the read lock just
-//!    long enough to find and clone one `Arc<Route>` (on a route-cache miss with wildcard
-//!    subscriptions, a second time, to walk the pattern trie, merge the matching routes and
+//!    long enough to find and clone one `Arc<Route>` (on a route-cache miss, which needs
+//!    wildcard subscriptions or a bridge's overlapping exports, a second time, to walk the pattern trie, merge the matching routes and
 //!    cache the result), and not at all when the thread's route memo (`route_memo.rs`) is
 //!    current; subscribe, unsubscribe, eviction and close take the write lock to swap in new
 //!    routes, and bump `Shared::generation` under it if they changed anything.
@@ -886,5 +886,39 @@ mod tests {
         drop(taps);
         broker.publish("a.b", 4).expect("open broker");
         assert_eq!(plain.try_iter().collect::<Vec<_>>(), [1, 3, 4]);
+    }
+
+    #[test]
+    fn an_export_queue_that_yields_its_own_topic_costs_only_the_publishes_to_it() {
+        let broker = Broker::<u8>::new();
+        let origin = broker.bridge_origin();
+        let options = SubscribeOptions::default();
+        let exports = ["x".to_owned()];
+        let first = broker.tap("x", options, origin, &[]).expect("valid topic");
+        let second = broker
+            .tap("x", options, origin, &exports)
+            .expect("valid topic");
+        let cached = || broker.handle.shared.registry.read().cached_topics();
+        for i in 0..10 {
+            let report = broker
+                .publish(&format!("cold.{i}"), i)
+                .expect("open broker");
+            assert_eq!(report.routed(), 0);
+        }
+        // Topics nobody subscribed to still take the direct path: one hash lookup, no cache.
+        assert_eq!(cached(), 0);
+        assert_eq!(broker.publish("x", 1).expect("open broker").delivered, 1);
+        assert_eq!(
+            cached(),
+            1,
+            "the key with a yielding export queue is resolved"
+        );
+        assert_eq!(first.receiver().len(), 1);
+        assert!(second.receiver().is_empty());
+        // The yielding queue gone, the key's route serves its topic directly again.
+        drop(second);
+        broker.publish("x", 2).expect("open broker");
+        assert_eq!(cached(), 0);
+        assert_eq!(first.receiver().len(), 2);
     }
 }

@@ -12,9 +12,9 @@
 //!
 //! # Resolving a published topic
 //!
-//! - No wildcard subscription anywhere (nor an export queue that leaves its own topic to
-//!   another: see below): the route is the exact key's, one hash lookup, as if wildcards did
-//!   not exist.
+//! - No wildcard subscription anywhere: the route is the exact key's, one hash lookup, as if
+//!   wildcards did not exist. (Unless that route holds an export queue that may leave topics
+//!   to another: see below.)
 //! - Otherwise the exact key's route and those of every matching pattern (found with the
 //!   [`PatternTrie`]) are merged into one route, which is cached per published topic. The
 //!   cache is emptied by every change to the table, so it never holds a subscriber that has
@@ -30,11 +30,10 @@
 //! (the patterns it yields to are fixed when it subscribes), not on who else is subscribed,
 //! so the answer holds for as long as the cached route does. A key's own route keeps every
 //! subscriber (removal and counts need them all), so it is published along as it is only
-//! when none of them yields the topic: [`Registry::resolve_slow`] checks. Unresolved, with no
-//! wildcard subscription, a key's route only ever serves the key itself as a topic, so the
-//! one queue that could be in the way is one that yields its own key (a topic exported
-//! twice, or an export whose wildcard predecessor has already left); those are counted in
-//! [`Registry::yielding`], and while there are any, every topic is resolved.
+//! when none of them yields the topic: [`Registry::resolve_slow`] checks. With no wildcard
+//! subscription, a key's route that holds such a queue ([`Route::yielders`]: a topic exported
+//! twice, or an export whose wildcard predecessor has already left) is resolved and cached
+//! like a topic with wildcard subscriptions, which costs only the publishes to that key.
 
 use std::collections::HashMap;
 use std::collections::hash_map::{DefaultHasher, RandomState};
@@ -63,11 +62,11 @@ type RouteCache<T> = HashMap<Box<str>, Option<Arc<Route<T>>>, TopicHash>;
 ///
 /// Why keyed SipHash, although every publish pays for one hash: both tables can hold strings
 /// chosen by whoever feeds the broker. `keys` holds subscription patterns, and `cache` holds
-/// published topics (while wildcards exist); either may come from untrusted input. With an
-/// unkeyed hash (FxHash and the like), an attacker can search offline for strings whose
-/// hashes agree in the few bits a table uses to place them (about 20 for a few thousand
-/// entries: a brute-force search of a million strings), fill a table with them, and make
-/// every lookup, made under the registry lock, compare against them all. Seeding FxHash does
+/// published topics (those that are resolved, see the module docs); either may come from
+/// untrusted input. With an unkeyed hash (FxHash and the like), an attacker can search
+/// offline for strings whose hashes agree in the few bits a table uses to place them (about
+/// 20 for a few thousand entries: a brute-force search of a million strings), fill a table
+/// with them, and make every lookup, made under the registry lock, compare against them all. Seeding FxHash does
 /// not help, as some of its collisions hold for every seed (inputs that differ in the top bit
 /// of one 8-byte word and in bit 4 of the next). A fast hash saved about 7 ns per publish on
 /// the 2-core test machine; not worth that risk.
@@ -118,6 +117,11 @@ pub(crate) struct Route<T> {
     /// The counters of every key this route draws from: exactly one for a key's own route.
     /// Shared by every version of a key's route, so they survive copy-on-write.
     pub(crate) counters: Box<[Arc<Counters>]>,
+    /// In a key's route: how many of `subscribers` are export queues that leave some topics
+    /// to an earlier export queue of their bridge ([`Subscriber::may_yield`]). A key's route
+    /// with any is never published along as it is, but resolved, which leaves out those that
+    /// yield the topic (see the module docs). 0 in a resolved route.
+    yielders: usize,
 }
 
 /// A queue group of one key: each message goes to one member.
@@ -138,6 +142,7 @@ impl<T> Route<T> {
             subscribers: Box::new([]),
             groups: Box::new([]),
             counters: Box::new([counters]),
+            yielders: 0,
         }
     }
 
@@ -163,10 +168,11 @@ impl<T> Route<T> {
                     .subscribers
                     .iter()
                     .cloned()
-                    .chain(Some(subscriber))
+                    .chain(Some(subscriber.clone()))
                     .collect(),
                 groups: self.groups.clone(),
                 counters: self.counters.clone(),
+                yielders: self.yielders + usize::from(subscriber.may_yield()),
             };
         };
         let mut joined = false;
@@ -201,13 +207,14 @@ impl<T> Route<T> {
             subscribers: self.subscribers.clone(),
             groups: groups.into(),
             counters: self.counters.clone(),
+            yielders: self.yielders,
         }
     }
 
-    /// This route without subscriber `id`, and that subscriber; `None` if it is not here.
-    fn without(&self, id: u64) -> Option<(Self, &Arc<Subscriber<T>>)> {
+    /// This route without subscriber `id`, or `None` if it is not here.
+    fn without(&self, id: u64) -> Option<Self> {
         if let Some(removed) = self.subscribers.iter().find(|s| s.id == id) {
-            let route = Route {
+            return Some(Route {
                 subscribers: self
                     .subscribers
                     .iter()
@@ -216,14 +223,13 @@ impl<T> Route<T> {
                     .collect(),
                 groups: self.groups.clone(),
                 counters: self.counters.clone(),
-            };
-            return Some((route, removed));
+                yielders: self.yielders - usize::from(removed.may_yield()),
+            });
         }
-        let (index, removed) = self
+        let index = self
             .groups
             .iter()
-            .enumerate()
-            .find_map(|(index, g)| Some((index, g.members.iter().find(|m| m.id == id)?)))?;
+            .position(|g| g.members.iter().any(|m| m.id == id))?;
         let mut groups = self.groups.to_vec();
         let group = &groups[index];
         if group.members.len() == 1 {
@@ -240,12 +246,12 @@ impl<T> Route<T> {
                 cursor: group.cursor.clone(),
             });
         }
-        let route = Route {
+        Some(Route {
             subscribers: self.subscribers.clone(),
             groups: groups.into(),
             counters: self.counters.clone(),
-        };
-        Some((route, removed))
+            yielders: self.yielders,
+        })
     }
 
     /// One route for a publish to `topic`, reaching everything `routes` reach but the export
@@ -267,6 +273,7 @@ impl<T> Route<T> {
                 .iter()
                 .flat_map(|r| r.counters.iter().cloned())
                 .collect(),
+            yielders: 0,
         }
     }
 }
@@ -279,7 +286,8 @@ pub(crate) enum Lookup<T> {
     /// reaches nothing, so the publish needs no second lock or lookup once it is validated.
     NotFound,
     /// Validate the topic, then [`Registry::resolve`] it: there are wildcard subscriptions
-    /// (or export queues that yield a plain topic) and the topic is not cached.
+    /// (or the topic's key holds export queues that may yield it, see [`Route::yielders`]),
+    /// and the topic is not cached.
     Unresolved,
     /// The broker is closed (the topic still needs validating: an invalid topic is reported
     /// as such even by a closed broker).
@@ -305,14 +313,10 @@ pub(crate) struct Registry<T> {
     keys: KeyTable<T>,
     /// The keys that contain wildcards.
     patterns: PatternTrie,
-    /// Subscribers under a key without wildcards that yield that very key to an earlier
-    /// export queue of their bridge (see the module docs): while there are any, a key's route
-    /// cannot be published along as it is.
-    yielding: usize,
     /// Total number of subscribers over all keys, group members included.
     subscribers: usize,
-    /// Resolved routes per published topic, used only while topics are resolved (see
-    /// [`routes_directly`](Self::routes_directly)).
+    /// Resolved routes per published topic: every topic's while wildcard subscriptions exist,
+    /// and otherwise only those of keys with [`Route::yielders`].
     cache: RwLock<RouteCache<T>>,
     /// Set once by `close`; never cleared. Checked under the same lock as the table, so a
     /// subscribe either lands before the close (and is then disconnected by it) or fails.
@@ -324,7 +328,6 @@ impl<T> Registry<T> {
         Registry {
             keys: HashMap::default(),
             patterns: PatternTrie::default(),
-            yielding: 0,
             subscribers: 0,
             cache: RwLock::new(HashMap::default()),
             closed: false,
@@ -346,20 +349,22 @@ impl<T> Registry<T> {
     /// The hot path of a publish: what `topic` reaches, as far as one hash lookup tells,
     /// before `topic` is validated. With no wildcard subscription, a topic that is a key is
     /// valid (keys are validated, and none has a wildcard), and any other topic reaches
-    /// nothing; with some, a cached topic is valid (only validated topics are resolved). Only
-    /// `Found` vouches for the topic: the caller validates it in the other cases (see
-    /// [`validate_topic`]).
+    /// nothing; with some, or when the key's route must be resolved ([`Route::yielders`]), a
+    /// cached topic is valid (only validated topics are resolved). Only `Found` vouches for
+    /// the topic: the caller validates it in the other cases (see [`validate_topic`]).
     ///
     /// [`validate_topic`]: crate::validate_topic
     pub(crate) fn lookup(&self, topic: &str) -> Lookup<T> {
         if self.closed {
             return Lookup::Closed;
         }
-        if self.routes_directly() {
-            return match self.keys.get(topic) {
-                Some(route) => Lookup::Found(Some(route.clone())),
-                None => Lookup::NotFound,
-            };
+        if self.patterns.len() == 0 {
+            match self.keys.get(topic) {
+                Some(route) if route.yielders == 0 => return Lookup::Found(Some(route.clone())),
+                // Resolved, so only the export queues that do not yield it get the topic.
+                Some(_) => {}
+                None => return Lookup::NotFound,
+            }
         }
         match self.cache.read().get(topic) {
             Some(cached) => Lookup::Found(cached.clone()),
@@ -370,20 +375,17 @@ impl<T> Registry<T> {
     /// Everything a publish to `topic`, which must be a valid topic, reaches, or `None` if
     /// nothing.
     pub(crate) fn resolve(&self, topic: &str) -> Option<Arc<Route<T>>> {
-        if self.routes_directly() {
-            return self.keys.get(topic).cloned();
+        if self.patterns.len() == 0 {
+            match self.keys.get(topic) {
+                Some(route) if route.yielders == 0 => return Some(route.clone()),
+                Some(_) => {}
+                None => return None,
+            }
         }
         if let Some(cached) = self.cache.read().get(topic) {
             return cached.clone();
         }
         self.resolve_slow(topic)
-    }
-
-    /// Whether a published topic's route is its key's, as it is: no wildcard subscriptions to
-    /// merge in, and no export queue to leave out (see the module docs).
-    #[inline]
-    fn routes_directly(&self) -> bool {
-        self.patterns.len() == 0 && self.yielding == 0
     }
 
     /// A cache miss: merge the matching routes, leaving out the export queues that yield
@@ -398,7 +400,9 @@ impl<T> Registry<T> {
         });
         let resolved = match matching.as_slice() {
             [] => None,
-            [only] if !only.subscribers.iter().any(|s| s.yields(topic)) => Some(Arc::clone(only)),
+            [only] if only.yielders == 0 || !only.subscribers.iter().any(|s| s.yields(topic)) => {
+                Some(Arc::clone(only))
+            }
             several => Some(Arc::new(Route::merge(several, topic))),
         };
         let mut cache = self.cache.write();
@@ -409,6 +413,12 @@ impl<T> Registry<T> {
         drop(cache);
         drop(forgotten);
         resolved
+    }
+
+    /// How many published topics the route cache holds.
+    #[cfg(test)]
+    pub(crate) fn cached_topics(&self) -> usize {
+        self.cache.read().len()
     }
 
     pub(crate) fn key_count(&self) -> usize {
@@ -426,7 +436,6 @@ impl<T> Registry<T> {
         group: Option<&Arc<str>>,
     ) -> Retired<T> {
         let key = subscriber.key.clone();
-        self.yielding += usize::from(yields_own_key(&subscriber));
         let new_route = match self.keys.get(&key) {
             Some(old) => old.with(subscriber, group),
             None => {
@@ -447,8 +456,7 @@ impl<T> Registry<T> {
     /// there.
     pub(crate) fn remove(&mut self, key: &str, id: u64) -> Option<Retired<T>> {
         let slot = self.keys.get_mut(key)?;
-        let (new_route, removed) = slot.without(id)?;
-        self.yielding -= usize::from(yields_own_key(removed));
+        let new_route = slot.without(id)?;
         self.subscribers -= 1;
         let route = if new_route.is_empty() {
             if has_wildcard(key) {
@@ -468,7 +476,6 @@ impl<T> Registry<T> {
     /// lock.
     pub(crate) fn take_all(&mut self) -> (KeyTable<T>, Retired<T>) {
         self.subscribers = 0;
-        self.yielding = 0;
         self.patterns = PatternTrie::default();
         let retired = Retired {
             route: None,
@@ -476,11 +483,4 @@ impl<T> Registry<T> {
         };
         (std::mem::take(&mut self.keys), retired)
     }
-}
-
-/// Whether `subscriber`, under a key without wildcards, yields that key: whether it is counted
-/// in [`Registry::yielding`]. (Under a pattern, the pattern's presence already makes every
-/// topic resolved.)
-fn yields_own_key<T>(subscriber: &Subscriber<T>) -> bool {
-    !has_wildcard(&subscriber.key) && subscriber.yields(&subscriber.key)
 }

@@ -18,8 +18,8 @@
 //! sender's drop is what ends a subscription's `recv` once the broker closes or the subscriber
 //! leaves. A memo that held its route strongly would keep those senders alive for as long as the
 //! thread lives. Upgrading the weak reference costs what cloning the `Arc` under the lock did.
-//! A failed upgrade means the route is gone: the generation moved, or (with wildcard
-//! subscriptions) the route cache that held a merged route started over or replaced it. Either
+//! A failed upgrade means the route is gone: the generation moved, or the route cache that
+//! held a resolved route (with wildcard subscriptions, say) started over or replaced it. Either
 //! way the publish just looks the topic up.
 //!
 //! One memo per thread, for whichever broker and topic it last published to through the

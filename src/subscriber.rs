@@ -298,6 +298,15 @@ impl<T> Subscriber<T> {
         }
     }
 
+    /// Whether this is a bridge's export queue that leaves some topics to an earlier export
+    /// queue of the same bridge: whether [`yields`](Self::yields) can ever say `true`.
+    pub(crate) fn may_yield(&self) -> bool {
+        match &self.queue {
+            Queue::Plain { .. } => false,
+            Queue::Tagged { yields_to, .. } => !yields_to.is_empty(),
+        }
+    }
+
     /// Adds a send on the subscriber's queue to `select`, to wait for room (phase 2 of
     /// delivery). Returns its index in `select`.
     pub(crate) fn register_send<'a>(&'a self, select: &mut Select<'a>) -> usize {
