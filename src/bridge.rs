@@ -82,6 +82,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use async_nats::client::{RequestError, RequestErrorKind};
 use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, ServerAddr, Subject};
 use crossbeam_channel::{Receiver, Select, Sender};
@@ -116,6 +117,11 @@ const BATCH: usize = 256;
 
 /// How long `close` waits, past its deadline, for the threads to finish shutting down.
 const JOIN_GRACE: Duration = Duration::from_millis(500);
+
+/// The longest `build` waits for the server to confirm the import subscriptions (see
+/// `Connect::wait_for_registration`): only a client listening on every subject makes it wait
+/// that long.
+const REGISTRATION_PROBE_WAIT: Duration = Duration::from_secs(1);
 
 /// A running bridge between a [`Broker`] and a NATS server. Made by [`Bridge::builder`].
 ///
@@ -551,7 +557,11 @@ impl<T: Codec + Clone + Send + 'static> BridgeBuilder<T> {
     ///
     /// When `build` returns, the import subscriptions are registered at the server, so any
     /// message published to NATS from then on reaches them, and every local publish from
-    /// then on reaches the export queues.
+    /// then on reaches the export queues. (`build` confirms the registration with a request
+    /// on a fresh inbox, which the server answers with "no responders". If another client
+    /// listens on every subject, `>`, it receives that request and nobody answers: `build`
+    /// then waits a second, or a quarter of the connect timeout if that is less, and returns
+    /// without the confirmation.)
     ///
     /// # Errors
     ///
@@ -842,7 +852,7 @@ fn run_runtime<T: Codec + Clone + Send + 'static>(
 }
 
 impl Connect {
-    /// Connects, subscribes every import, and flushes, so that the server has registered the
+    /// Connects, subscribes every import, and waits until the server has registered the
     /// subscriptions. Returns each subscription with the patterns that take precedence over
     /// it (see [`covered_by`]).
     async fn run(
@@ -882,7 +892,31 @@ impl Connect {
             .flush()
             .await
             .map_err(|err| failed(err.to_string()))?;
+        if !subscribers.is_empty() {
+            self.wait_for_registration(&client)
+                .await
+                .map_err(|err| failed(err.to_string()))?;
+        }
         Ok((client, subscribers))
+    }
+
+    /// Waits until the server has read this connection's subscriptions. `flush` only writes
+    /// them to the socket, and a message published on another connection before the server
+    /// reads them would miss them. The server reads a connection's commands in order, and
+    /// answers a request that nobody receives with "no responders" (which async-nats asks
+    /// for), so that answer to a request on a fresh inbox means every subscription sent before
+    /// it is registered; so does a reply. A client that listens on every subject (`>`) takes
+    /// the request without answering: then this gives up after [`REGISTRATION_PROBE_WAIT`] (at
+    /// most a quarter of the connect timeout), and `build` returns all the same.
+    async fn wait_for_registration(&self, client: &Client) -> Result<(), RequestError> {
+        let wait = REGISTRATION_PROBE_WAIT.min(self.timeout / 4);
+        let probe = client.request(client.new_inbox(), bytes::Bytes::new());
+        match tokio::time::timeout(wait, probe).await {
+            Ok(Ok(_reply)) => Ok(()),
+            Ok(Err(err)) if err.kind() == RequestErrorKind::NoResponders => Ok(()),
+            Ok(Err(err)) => Err(err),
+            Err(_elapsed) => Ok(()),
+        }
     }
 }
 

@@ -63,6 +63,68 @@ fn a_message_crosses_from_one_broker_to_another() {
     assert_eq!(bridge_b.stats().imported, 1);
 }
 
+/// `build` returns once the server has registered its imports, so a message published to
+/// NATS right after, on another connection, reaches them. The server reads each connection
+/// on its own, so a `build` that only wrote its subscriptions to the socket lost such a
+/// message now and then (under load, within a few hundred rounds); this repeats the race.
+#[test]
+fn a_message_published_right_after_build_crosses() {
+    const ROUNDS: usize = 300;
+    let server = NatsServer::start();
+    let exporter = broker::<String>();
+    let _export = Bridge::builder(&exporter, &server.url())
+        .export("race.>")
+        .build()
+        .unwrap();
+    for round in 0..ROUNDS {
+        let importer = broker::<String>();
+        let topic = format!("race.{round}");
+        let _import = Bridge::builder(&importer, &server.url())
+            .import(&topic)
+            .build()
+            .unwrap();
+        let sub = importer.subscribe(&topic).unwrap();
+        exporter.publish(&topic, "now".into()).unwrap();
+        assert_eq!(
+            sub.recv_timeout(PATIENCE).as_deref(),
+            Ok("now"),
+            "round {round}: the message published right after `build` was lost"
+        );
+    }
+}
+
+/// `build` confirms its subscriptions with a request nobody should answer. A client listening
+/// on every subject takes that request and does not answer either: `build` must still
+/// succeed, after its short wait for the answer, well within the connect timeout.
+#[test]
+fn build_succeeds_while_another_client_listens_on_every_subject() {
+    let server = NatsServer::start();
+    let everything = broker::<String>();
+    let _listener = Bridge::builder(&everything, &server.url())
+        .import(">")
+        .build()
+        .unwrap();
+    let all = everything.subscribe(">").unwrap();
+    let importer = broker::<String>();
+    let start = Instant::now();
+    let _import = Bridge::builder(&importer, &server.url())
+        .import("late.topic")
+        .build()
+        .expect("build succeeds without the confirmation");
+    assert!(start.elapsed() < syncmq::DEFAULT_CONNECT_TIMEOUT);
+    // The listener saw the probe request, on an inbox subject.
+    let probe = all.recv_timeout(PATIENCE).expect("the probe request");
+    assert!(probe.is_empty());
+    let sub = importer.subscribe("late.topic").unwrap();
+    let exporter = broker::<String>();
+    let _export = Bridge::builder(&exporter, &server.url())
+        .export("late.>")
+        .build()
+        .unwrap();
+    exporter.publish("late.topic", "hello".into()).unwrap();
+    assert_eq!(sub.recv_timeout(PATIENCE).as_deref(), Ok("hello"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Both ways, no loop, no duplicate
 
@@ -131,20 +193,23 @@ fn two_brokers_share_subjects_both_ways_without_loops_or_duplicates() {
         "broker B got each message exactly once"
     );
 
-    // Imports are counted once their local publish returns: wait for the last ones.
-    wait_until("both bridges count every import", || {
-        bridge_a.stats().imported == COUNT as u64 + 1
-            && bridge_b.stats().imported == COUNT as u64 + 2
+    // Imports are counted once their local publish returns, and exports once the client has
+    // taken them, which may be after they crossed: wait for the last ones.
+    let count = COUNT as u64;
+    let counts = |bridge: &Bridge| {
+        let stats = bridge.stats();
+        (stats.exported, stats.imported)
+    };
+    let (expected_a, expected_b) = ((count + 2, count + 1), (count + 1, count + 2));
+    let reached = |(exported, imported): (u64, u64), (want_exported, want_imported)| {
+        exported >= want_exported && imported >= want_imported
+    };
+    wait_until("both bridges count every export and import", || {
+        reached(counts(&bridge_a), expected_a) && reached(counts(&bridge_b), expected_b)
     });
+    assert_eq!(counts(&bridge_a), expected_a);
+    assert_eq!(counts(&bridge_b), expected_b);
     let (stats_a, stats_b) = (bridge_a.stats(), bridge_b.stats());
-    assert_eq!(
-        (stats_a.exported, stats_a.imported),
-        (COUNT as u64 + 2, COUNT as u64 + 1)
-    );
-    assert_eq!(
-        (stats_b.exported, stats_b.imported),
-        (COUNT as u64 + 1, COUNT as u64 + 2)
-    );
     assert_eq!(stats_a.dropped.total() + stats_b.dropped.total(), 0);
 }
 
@@ -181,6 +246,8 @@ fn overlapping_patterns_forward_each_message_once() {
     drain(&sub, &mut got);
     got.sort();
     assert_eq!(got, ["done", "one", "two"]);
+    // Counted once the client has taken them, which may be after they crossed.
+    wait_until("A counts every export", || bridge_a.stats().exported >= 3);
     assert_eq!(bridge_a.stats().exported, 3);
 }
 
