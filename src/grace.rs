@@ -9,8 +9,9 @@
 //!
 //! A publish holds one section for its whole first phase, however many subscribers it offers
 //! the message to, so a fan-out pays for entering and leaving one per publish (an atomic
-//! read-modify-write each, or for leaving a plain store: see `Slot`) rather than per send. (The per-subscriber `RwLock` this replaces cost about 12 ns per delivery, as much as
-//! the raw `try_send` itself.) The second phase waits on full queues; it takes a short section
+//! read-modify-write each, or for leaving a plain store: see `Slot`) rather than per send.
+//! (The per-subscriber `RwLock` this replaces cost about 12 ns per delivery, as much as the
+//! raw `try_send` itself.) The second phase waits on full queues; it takes a short section
 //! for each pass of retries after a wake-up and never holds one while it waits.
 //!
 //! # The protocol
@@ -100,7 +101,9 @@ pub(crate) struct CacheLine<T>(pub(crate) T);
 /// slot with one thread, and a decrement by the only thread that writes a counter, a load and
 /// then a store of one less, is the atomic decrement the model assumes: no other write can fall
 /// between the two. The waiter reads both counters, each after its epoch increment, as it read
-/// the one before.
+/// the one before, and adds them up: a section never moves between the two, and the counter
+/// the waiter's own sections are in holds at least those, so the sum comes down to the
+/// waiter's own count only once every other thread's count in the slot is zero.
 struct Slot {
     /// Sections of the slot's owner, per parity. Written by the owner only.
     owned: [AtomicUsize; 2],
@@ -148,8 +151,13 @@ static DOMAIN: Domain = Domain {
     waiter: Mutex::new(()),
 };
 
-/// How many threads have been assigned a slot: the next thread's assignment. Assignment `n`
-/// is slot `n % SLOTS`, and owns that slot's `owned` counters if `n < SLOTS`.
+/// How many slots have an owner: the next thread to enter its first section owns slot
+/// `OWNED_SLOTS` if that is below `SLOTS`. Never above `SLOTS`, so it cannot wrap and hand a
+/// slot to a second owner (as a counter of all threads could, on a 32-bit target).
+static OWNED_SLOTS: AtomicUsize = AtomicUsize::new(0);
+
+/// The next slot to share, for the threads that come after every slot has an owner. Wraps
+/// harmlessly: only its value modulo `SLOTS` is used.
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 
 /// No slot assigned yet.
@@ -158,8 +166,10 @@ const UNASSIGNED: usize = usize::MAX;
 /// What a thread knows of its own sections. One thread-local, so a section's entry and exit
 /// each reach it once.
 struct ThreadSections {
-    /// This thread's assignment (see [`NEXT_SLOT`]), or `UNASSIGNED`.
-    assignment: Cell<usize>,
+    /// This thread's slot, or `UNASSIGNED`.
+    slot: Cell<usize>,
+    /// Whether this thread owns its slot's `owned` counters.
+    owns_slot: Cell<bool>,
     /// The sections this thread holds, per parity: what it skips when it waits itself. Two
     /// cells, not a `Cell<[usize; 2]>`: updating one count of a copied-out pair cost a
     /// store-forwarding stall, a third of a section's entry.
@@ -169,7 +179,8 @@ struct ThreadSections {
 thread_local! {
     static THIS_THREAD: ThreadSections = const {
         ThreadSections {
-            assignment: Cell::new(UNASSIGNED),
+            slot: Cell::new(UNASSIGNED),
+            owns_slot: Cell::new(false),
             held: [Cell::new(0), Cell::new(0)],
         }
     };
@@ -178,14 +189,20 @@ thread_local! {
 impl ThreadSections {
     /// This thread's slot and whether it owns it, assigned on first use.
     fn slot(&self) -> (usize, bool) {
-        let mut assignment = self.assignment.get();
-        if assignment == UNASSIGNED {
-            // `Relaxed`: the read-modify-write alone makes each assignment unique, which is
-            // all that ownership needs.
-            assignment = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
-            self.assignment.set(assignment);
+        if self.slot.get() == UNASSIGNED {
+            // `Relaxed`: the read-modify-write alone makes each owned slot go to one thread,
+            // which is all that ownership needs; sharing spreads threads, any way is correct.
+            let owned = OWNED_SLOTS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < SLOTS).then_some(n + 1)
+            });
+            let (slot, owns) = match owned {
+                Ok(slot) => (slot, true),
+                Err(_) => (NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % SLOTS, false),
+            };
+            self.slot.set(slot);
+            self.owns_slot.set(owns);
         }
-        (assignment % SLOTS, assignment < SLOTS)
+        (self.slot.get(), self.owns_slot.get())
     }
 
     fn held(&self) -> [usize; 2] {
@@ -195,7 +212,8 @@ impl ThreadSections {
 
 /// Proof that the current thread is inside a send section: functions that send into a
 /// subscriber's queue take a `&Section`. Ends when dropped, also on unwind (a panicking user
-/// `Clone`). Not `Send`: it is counted in its thread's slot.
+/// `Clone`). Not `Send`: it is counted in its thread's slot, and its owner's counters must be
+/// written by the owner alone (see `Slot`).
 pub(crate) struct Section {
     slot: usize,
     /// Whether this thread owns `slot`'s `owned` counters, which it then counts in.
@@ -252,9 +270,8 @@ impl Drop for Section {
 /// `SLOTS` counters.
 pub(crate) fn wait_for_sections() {
     let (own_slot, own_held) = THIS_THREAD.with(|this| {
-        let assignment = this.assignment.get();
-        let slot = (assignment != UNASSIGNED).then_some(assignment % SLOTS);
-        (slot, this.held())
+        let slot = this.slot.get();
+        ((slot != UNASSIGNED).then_some(slot), this.held())
     });
     let _waiter = if own_held == [0, 0] {
         DOMAIN.waiter.lock()
@@ -372,9 +389,9 @@ mod tests {
 
     #[test]
     fn a_wait_waits_for_sections_in_owned_and_in_shared_counters() {
-        // Each wait below holds a section on a new thread, with the next assignment: threads
-        // of this process that come first own their slot's counters, the later ones (at least
-        // the last of these, after `SLOTS` new threads) share them.
+        // Each wait below holds a section on a new thread: threads of this process that come
+        // first own their slot's counters, the later ones (at least the last of these, after
+        // `SLOTS` new threads) share them.
         for round in 0..=SLOTS {
             let ended = wait_during_section(wait_for_sections);
             assert!(
@@ -382,7 +399,8 @@ mod tests {
                 "round {round}: the wait returned before the section ended"
             );
         }
-        assert!(NEXT_SLOT.load(Ordering::Relaxed) > SLOTS);
+        assert_eq!(OWNED_SLOTS.load(Ordering::Relaxed), SLOTS);
+        assert!(NEXT_SLOT.load(Ordering::Relaxed) > 0);
     }
 
     #[test]
