@@ -6,10 +6,11 @@
 //!
 //! 1. `Shared::registry` (`RwLock`): the subscription table. Publishes take the read lock just
 //!    long enough to find and clone one `Arc<Route>` (on a route-cache miss, which needs
-//!    wildcard subscriptions or a bridge's overlapping exports, a second time, to walk the pattern trie, merge the matching routes and
-//!    cache the result), and not at all when the thread's route memo (`route_memo.rs`) is
-//!    current; subscribe, unsubscribe, eviction and close take the write lock to swap in new
-//!    routes, and bump `Shared::generation` under it if they changed anything.
+//!    wildcard subscriptions or a bridge's overlapping exports, a second time, to walk the
+//!    pattern trie, merge the matching routes and cache the result), and not at all when the
+//!    thread's route memo (`route_memo.rs`) is current; subscribe, unsubscribe, eviction and
+//!    close take the write lock to swap in new routes, and bump `Shared::generation` under it
+//!    if they changed anything.
 //! 2. `Registry::cache` (`RwLock`, inside the registry): resolved routes per published topic.
 //!    Only ever taken *while holding the registry's read lock* (1 → 2); writers of the
 //!    registry reach it through `&mut` without locking.

@@ -66,10 +66,10 @@ type RouteCache<T> = HashMap<Box<str>, Option<Arc<Route<T>>>, TopicHash>;
 /// untrusted input. With an unkeyed hash (FxHash and the like), an attacker can search
 /// offline for strings whose hashes agree in the few bits a table uses to place them (about
 /// 20 for a few thousand entries: a brute-force search of a million strings), fill a table
-/// with them, and make every lookup, made under the registry lock, compare against them all. Seeding FxHash does
-/// not help, as some of its collisions hold for every seed (inputs that differ in the top bit
-/// of one 8-byte word and in bit 4 of the next). A fast hash saved about 7 ns per publish on
-/// the 2-core test machine; not worth that risk.
+/// with them, and make every lookup, made under the registry lock, compare against them all.
+/// Seeding FxHash does not help, as some of its collisions hold for every seed (inputs that
+/// differ in the top bit of one 8-byte word and in bit 4 of the next). A fast hash saved about
+/// 7 ns per publish on the 2-core test machine; not worth that risk.
 ///
 /// Why no terminator: `str` hashes as `write(bytes)` then `write_u8(0xff)`, so that a
 /// sequence of strings hashed into one hasher is prefix-free. These tables hash exactly one
@@ -163,16 +163,17 @@ impl<T> Route<T> {
     /// This route with `subscriber` added, as a plain subscriber or to `group`.
     fn with(&self, subscriber: Arc<Subscriber<T>>, group: Option<&Arc<str>>) -> Self {
         let Some(name) = group else {
+            let yielders = self.yielders + usize::from(subscriber.may_yield());
             return Route {
                 subscribers: self
                     .subscribers
                     .iter()
                     .cloned()
-                    .chain(Some(subscriber.clone()))
+                    .chain(Some(subscriber))
                     .collect(),
                 groups: self.groups.clone(),
                 counters: self.counters.clone(),
-                yielders: self.yielders + usize::from(subscriber.may_yield()),
+                yielders,
             };
         };
         let mut joined = false;
@@ -358,13 +359,11 @@ impl<T> Registry<T> {
         if self.closed {
             return Lookup::Closed;
         }
-        if self.patterns.len() == 0 {
-            match self.keys.get(topic) {
-                Some(route) if route.yielders == 0 => return Lookup::Found(Some(route.clone())),
-                // Resolved, so only the export queues that do not yield it get the topic.
-                Some(_) => {}
-                None => return Lookup::NotFound,
-            }
+        if let Some(direct) = self.direct(topic) {
+            return match direct {
+                Some(route) => Lookup::Found(Some(route.clone())),
+                None => Lookup::NotFound,
+            };
         }
         match self.cache.read().get(topic) {
             Some(cached) => Lookup::Found(cached.clone()),
@@ -375,17 +374,28 @@ impl<T> Registry<T> {
     /// Everything a publish to `topic`, which must be a valid topic, reaches, or `None` if
     /// nothing.
     pub(crate) fn resolve(&self, topic: &str) -> Option<Arc<Route<T>>> {
-        if self.patterns.len() == 0 {
-            match self.keys.get(topic) {
-                Some(route) if route.yielders == 0 => return Some(route.clone()),
-                Some(_) => {}
-                None => return None,
-            }
+        if let Some(direct) = self.direct(topic) {
+            return direct.cloned();
         }
         if let Some(cached) = self.cache.read().get(topic) {
             return cached.clone();
         }
         self.resolve_slow(topic)
+    }
+
+    /// What `topic` reaches when the key table alone can tell: with no wildcard subscription,
+    /// the route of the key `topic` (`Some(None)`: no such key), unless that route must be
+    /// resolved to leave out export queues that yield the topic ([`Route::yielders`]). `None`
+    /// means "resolve it".
+    #[inline]
+    fn direct(&self, topic: &str) -> Option<Option<&Arc<Route<T>>>> {
+        if self.patterns.len() != 0 {
+            return None;
+        }
+        match self.keys.get(topic) {
+            Some(route) if route.yielders != 0 => None,
+            found => Some(found),
+        }
     }
 
     /// A cache miss: merge the matching routes, leaving out the export queues that yield
