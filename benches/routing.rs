@@ -12,9 +12,9 @@
 //! - `routing/exact/{crossbeam,syncmq_0w,syncmq_100w,syncmq_10000w,syncmq_same_topic_memo}`:
 //!   publish to two exact topics in turn (`bench.orders.created`, `bench.orders.updated`), one
 //!   subscriber each, while 0, 100 or 10 000 *unrelated* wildcard subscriptions exist. The
-//!   cost must not grow with their number: with no pattern at all a publish is one hash lookup,
-//!   with some it is one lookup in the route cache too. `syncmq_same_topic_memo`: no wildcards, one topic published to
-//!   every time, so the memo serves every publish. The baseline is one `send` on one bounded
+//!   cost must not grow with their number: with no pattern at all a publish is one hash lookup
+//!   in the key table, with some one in the route cache instead. `syncmq_same_topic_memo`: no
+//!   wildcards, one topic published to every time, so the memo serves every publish. The baseline is one `send` on one bounded
 //!   crossbeam channel.
 //! - `routing/fanout100/{crossbeam,syncmq_exact,syncmq_100patterns}`: publish to a topic that
 //!   100 subscribers receive, either all subscribed to the topic itself or each through its own

@@ -257,10 +257,7 @@ pub(crate) fn publish_in_order_to_all(
     }
     for sub in subs {
         assert_eq!(sub.len(), count as usize);
-        assert_eq!(
-            sub.try_iter().collect::<Vec<_>>(),
-            (0..count).collect::<Vec<_>>()
-        );
+        assert_eq!(drain(sub), (0..count).collect::<Vec<_>>());
         assert_eq!(sub.dropped(), 0);
     }
 }
@@ -423,10 +420,8 @@ pub(crate) struct StuckImport {
     pub(crate) importing: syncmq::Bridge,
     /// `broker`'s subscribers of `stuck.>`: each holds "first" and never reads.
     pub(crate) subs: Vec<Subscription<String>>,
-    /// The bridge that exported "first" and "second" to `stuck.x`, from `exporter`.
+    /// The bridge that exported "first" and "second" to `stuck.x` (it keeps its broker).
     pub(crate) exporting: syncmq::Bridge,
-    /// The broker `exporting` exports from; it has no subscribers.
-    pub(crate) exporter: Broker<String>,
 }
 
 /// Sets up, through the NATS server at `url`, a bridge import stuck on full local queues. The
@@ -456,7 +451,7 @@ pub(crate) fn stuck_import(
         .build()
         .unwrap();
     let subs = subscribe_many(&broker, "stuck.>", subscribers);
-    let exporter = Broker::new();
+    let exporter = Broker::<String>::new();
     let exporting = Bridge::builder(&exporter, url)
         .export("stuck.>")
         .build()
@@ -469,6 +464,5 @@ pub(crate) fn stuck_import(
         importing,
         subs,
         exporting,
-        exporter,
     }
 }

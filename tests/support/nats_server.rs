@@ -1,5 +1,6 @@
 //! A `nats-server` process for tests and benchmarks: started on a free loopback port, stopped
-//! (killed and reaped) on drop. Shared by `tests/nats_bridge.rs` and `benches/bridge.rs`.
+//! (killed and reaped) on drop. Shared by `tests/nats_bridge.rs`, `tests/nats_bridge_threads.rs`
+//! and `benches/bridge.rs`.
 //!
 //! The binary is `$NATS_SERVER_BIN` if set, else `nats-server` from `PATH`, else
 //! `/usr/sbin/nats-server` (where Debian's package puts it). If none can be started, this
