@@ -7,12 +7,11 @@
 mod nats_server;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use nats_server::NatsServer;
 
 mod common;
-use common::stuck_import;
+use common::{stuck_import, wait_until};
 use syncmq::{Bridge, Broker, DEFAULT_CLOSE_TIMEOUT};
 
 /// The bridge's threads, as named (both fit Linux's 15-byte limit on thread names).
@@ -58,19 +57,14 @@ fn a_bridge_runs_two_threads_and_close_joins_them() {
     assert_eq!(bridge_threads(), [0, 0]);
 }
 
-/// Waits until the bridge threads are `expected`: a new thread names itself once it runs,
-/// which may be a moment after `build` returned.
+/// Waits (bounded by `common::PATIENCE`) until the bridge threads are `expected`: a new thread
+/// names itself once it runs, which may be a moment after `build` returned.
 #[track_caller]
 fn assert_threads(expected: [usize; 2], when: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while bridge_threads() != expected {
-        assert!(
-            Instant::now() < deadline,
-            "{when}: threads {:?}",
-            bridge_threads()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(
+        &format!("{when}: the bridge threads are {expected:?}"),
+        || bridge_threads() == expected,
+    );
 }
 
 /// How many threads of this process have each name of [`THREADS`].
