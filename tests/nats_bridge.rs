@@ -14,18 +14,13 @@ use syncmq::{Bridge, BridgeError, Broker, Error, Overflow, Subscription, TopicEr
 
 mod common;
 // `PATIENCE` (30 s) also covers the bridge's reconnect backoff of up to 4 s.
-use common::{PATIENCE, current_tid, is_blocked, stuck_import, wait_until};
+use common::{PATIENCE, current_tid, drain, is_blocked, stuck_import, wait_until};
 
 fn broker<T: Clone + Send + 'static>() -> Broker<T> {
     Broker::builder()
         .capacity(4096)
         .overflow(Overflow::Block)
         .build()
-}
-
-/// Moves whatever `sub` has queued into `into`.
-fn drain<T>(sub: &Subscription<T>, into: &mut Vec<T>) {
-    into.extend(sub.try_iter());
 }
 
 fn assert_send_sync<T: Send + Sync>() {}
@@ -162,22 +157,22 @@ fn two_brokers_share_subjects_both_ways_without_loops_or_duplicates() {
     let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
     a.publish("chat.barrier", "from a".into()).unwrap();
     wait_until("the barrier from A reaches B", || {
-        drain(&sub_b, &mut got_b);
+        got_b.extend(drain(&sub_b));
         got_b.iter().any(|m| m == "from a")
     });
     b.publish("chat.barrier", "from b".into()).unwrap();
     wait_until("the barrier from B reaches A", || {
-        drain(&sub_a, &mut got_a);
+        got_a.extend(drain(&sub_a));
         got_a.iter().any(|m| m == "from b")
     });
     // B's own barrier (local) and A's barrier (imported) are in B's queue; give a straggling
     // duplicate a chance to show by crossing once more from B to A and back.
     a.publish("chat.barrier", "again from a".into()).unwrap();
     wait_until("the second barrier from A reaches B", || {
-        drain(&sub_b, &mut got_b);
+        got_b.extend(drain(&sub_b));
         got_b.iter().any(|m| m == "again from a")
     });
-    drain(&sub_a, &mut got_a);
+    got_a.extend(drain(&sub_a));
 
     let expected = |first: &str, second: &str| {
         let mut all: Vec<String> = (0..COUNT)
@@ -245,7 +240,7 @@ fn overlapping_patterns_forward_each_message_once() {
     // patterns may arrive in any order.
     let mut got = Vec::new();
     wait_until("three messages cross", || {
-        drain(&sub, &mut got);
+        got.extend(drain(&sub));
         got.len() >= 3
     });
     // A duplicate would come right behind. No marker can fence it: a duplicate would come
@@ -255,7 +250,7 @@ fn overlapping_patterns_forward_each_message_once() {
     // while "orders.>" comes first, and the export thread serves its queues in no set order),
     // and a marker follows one subscription and one queue. So a quiet period stands for it.
     std::thread::sleep(Duration::from_millis(200));
-    drain(&sub, &mut got);
+    got.extend(drain(&sub));
     got.sort();
     assert_eq!(got, ["done", "one", "two"]);
     // Counted once the client has taken them, which may be after they crossed.
@@ -293,7 +288,7 @@ fn group_import_splits_work_between_two_brokers() {
     let mut got: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
     wait_until("every job reached one worker", || {
         for (k, (_, _, sub)) in workers.iter().enumerate() {
-            drain(sub, &mut got[k]);
+            got[k].extend(drain(sub));
         }
         got[0].len() + got[1].len() >= JOBS
     });
@@ -317,7 +312,7 @@ fn group_import_splits_work_between_two_brokers() {
         markers += 1;
         wait_until("the marker reaches a worker", || {
             for (k, (_, _, sub)) in workers.iter().enumerate() {
-                drain(sub, &mut got[k]);
+                got[k].extend(drain(sub));
             }
             got.iter().flatten().filter(|msg| is_marker(msg)).count() >= markers
         });
@@ -427,7 +422,7 @@ fn the_bridge_recovers_after_the_server_restarts() {
     wait_until("a message crosses after the restart", || {
         a.publish("ping.after", "after".into()).unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        drain(&sub, &mut got);
+        got.extend(drain(&sub));
         got.iter().any(|m| m == "after")
     });
     assert!(got.iter().all(|m| m == "after"));
@@ -496,7 +491,7 @@ fn close_flushes_what_is_queued() {
     assert_eq!(stats.exported, COUNT as u64, "{stats:?}");
     let mut got = Vec::new();
     wait_until("every message crossed", || {
-        drain(&sub, &mut got);
+        got.extend(drain(&sub));
         got.len() >= COUNT
     });
     let expected: Vec<Vec<u8>> = (0..COUNT)
