@@ -10,7 +10,7 @@ use crossbeam_channel::{bounded, select, unbounded};
 use syncmq::{Broker, Error, Overflow, Subscription, TryRecvError};
 
 mod common;
-use common::{GUARD, OrderCheck, spawn_pending, stress_factor};
+use common::{GUARD, OrderCheck, spawn_pending, stress_factor, subscribe_many};
 
 /// A message: (publisher id, that publisher's sequence number).
 type Msg = (usize, u64);
@@ -336,9 +336,7 @@ fn a_subscription_living_through_a_window_of_publishes_gets_all_of_them_despite_
                 let mut rng = Rng(0xdead_beef ^ (c as u64 + 1));
                 let mut cycles = 0u64;
                 while !stop.load(Ordering::SeqCst) {
-                    let subs: Vec<_> = (0..=rng.below(6))
-                        .map(|_| broker.subscribe("t").unwrap())
-                        .collect();
+                    let subs = subscribe_many(&broker, "t", rng.below(6) as usize + 1);
                     let other = broker.subscribe("u").unwrap();
                     for sub in &subs {
                         for _ in 0..rng.below(4) {
