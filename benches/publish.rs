@@ -302,7 +302,9 @@ impl Enqueue {
             Enqueue::Syncmq { broker, subs } => timed_chunks(
                 iters,
                 |_| {
-                    broker.publish(TOPIC, msg.clone()).expect("open broker");
+                    broker
+                        .publish(black_box(TOPIC), msg.clone())
+                        .expect("open broker");
                 },
                 || subs.iter().for_each(|s| s.try_iter().for_each(drop)),
             ),
