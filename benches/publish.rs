@@ -36,14 +36,18 @@
 //! none) adjust it, and
 //! `SYNCMQ_BENCH_SWEEP_VERBOSE=1` prints every sample. `SYNCMQ_BENCH_SWEEP=enqueue` sweeps the
 //! `publish/enqueue` shape instead (the publishing thread's own cost, no wake-ups), and
-//! `SYNCMQ_BENCH_SWEEP=all` both.
+//! `SYNCMQ_BENCH_SWEEP=all` both. `SYNCMQ_BENCH_SWEEP_CEILING=1` adds to the fan-out two
+//! ceilings, raw loops that bound what any broker could do on the machine: `raw+atoms`, the
+//! baseline plus only the atomics a publish needs for its guarantees, and `raw/2thr` and
+//! `raw/4thr`, the baseline's sends split over 2 or 4 threads with no join per message (see
+//! `RawLoop`).
 
 mod common;
 
 use std::any::Any;
 use std::hint::black_box;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -82,10 +86,53 @@ impl Acks {
     }
 }
 
+/// How a raw crossbeam fixture's publishing side sends: the baseline, or one of the two
+/// "ceilings" of the sweep, which bound what any broker can do here (`SYNCMQ_BENCH_SWEEP_CEILING`).
+#[derive(Clone, Copy, PartialEq)]
+enum RawLoop {
+    /// The baseline: one thread sends each message to every channel in turn.
+    Plain,
+    /// The baseline's sends split over this many threads, each sending every message to its
+    /// own share of the channels, with no join per message: less work than any synchronous
+    /// publish, which has to wait for its last send. What a dispatch pool could at best gain.
+    Split(usize),
+    /// The baseline plus, per message, only the atomics a publish needs for its guarantees in
+    /// safe Rust: upgrading and dropping a weak reference (the route memo, which must not keep
+    /// a closed queue open) and entering and leaving a send section (a `SeqCst` add, then a
+    /// load and a store; what makes `unsubscribe` exact). What a publish could at best cost.
+    Guarded,
+}
+
+/// What [`RawLoop::Guarded`] updates per message.
+struct Guards {
+    /// Stands for a route: the channels' senders, held strongly here...
+    _route: Arc<[Sender<Payload>]>,
+    /// ...and weakly by the memo, which each message upgrades.
+    memo: Weak<[Sender<Payload>]>,
+    /// Stands for a send section's counter.
+    section: AtomicU64,
+}
+
+impl Guards {
+    fn new(senders: &[Sender<Payload>]) -> Self {
+        let route: Arc<[Sender<Payload>]> = senders.into();
+        Guards {
+            memo: Arc::downgrade(&route),
+            _route: route,
+            section: AtomicU64::new(0),
+        }
+    }
+}
+
 /// N consumer threads draining as fast as they can, spawned once, reused by every iteration.
 struct Fanout {
     /// A broker with one topic and N subscribers, or N channels.
     sink: Sink<Payload>,
+    /// How a raw fixture sends (`Plain` for a broker).
+    raw: RawLoop,
+    /// With `RawLoop::Guarded`: what it updates. Holds senders, so it goes before `sink`
+    /// closes.
+    guards: Option<Guards>,
     subscribers: usize,
     acks: Arc<Acks>,
     done: Receiver<()>,
@@ -115,6 +162,11 @@ impl Fanout {
 
     /// `n` bounded crossbeam channels of `capacity`, each drained by its own thread.
     fn crossbeam(n: usize, capacity: usize) -> Self {
+        Self::crossbeam_sending(n, capacity, RawLoop::Plain)
+    }
+
+    /// As [`crossbeam`](Self::crossbeam), with the publishing side `raw`.
+    fn crossbeam_sending(n: usize, capacity: usize, raw: RawLoop) -> Self {
         let (acks, done) = Self::acks();
         let mut senders = Vec::with_capacity(n);
         let consumers = (0..n)
@@ -129,7 +181,13 @@ impl Fanout {
                 })
             })
             .collect();
-        Self::new(Sink::Crossbeam(senders), n, acks, done, consumers)
+        let mut fixture = Self::new(Sink::Crossbeam(senders), n, acks, done, consumers);
+        fixture.raw = raw;
+        if let (RawLoop::Guarded, Sink::Crossbeam(senders)) = (raw, &fixture.sink) {
+            fixture.guards = Some(Guards::new(senders));
+        }
+        fixture.run(2); // the shape check of `new`, for this way of sending too
+        fixture
     }
 
     fn acks() -> (Arc<Acks>, Receiver<()>) {
@@ -150,6 +208,8 @@ impl Fanout {
     ) -> Self {
         let fixture = Fanout {
             sink,
+            raw: RawLoop::Plain,
+            guards: None,
             subscribers,
             acks,
             done,
@@ -184,28 +244,63 @@ impl Fanout {
                 }
                 publish(self.last.clone());
             }
-            Sink::Crossbeam(senders) => {
-                let publish = |msg: Payload| {
-                    // Like the broker: clones for all but the last, which gets `msg` itself.
-                    let (last, rest) = senders.split_last().expect("at least one channel");
-                    for sender in rest {
-                        sender.send(msg.clone()).expect("consumer alive");
-                    }
-                    last.send(msg).expect("consumer alive");
-                };
-                for _ in 1..iters {
-                    publish(self.regular.clone());
+            Sink::Crossbeam(senders) => match self.raw {
+                RawLoop::Plain => self.send_raw(senders, iters),
+                RawLoop::Split(threads) => {
+                    let share = senders.len().div_ceil(threads.max(1));
+                    let mut shares = senders.chunks(share);
+                    let own = shares.next().expect("at least one channel");
+                    std::thread::scope(|scope| {
+                        for share in shares {
+                            scope.spawn(move || self.send_raw(share, iters));
+                        }
+                        self.send_raw(own, iters);
+                    });
                 }
-                publish(self.last.clone());
-            }
+                RawLoop::Guarded => {
+                    let guards = self.guards.as_ref().expect("made with the fixture");
+                    let publish = |msg: Payload| {
+                        let route = guards.memo.upgrade().expect("the fixture holds it");
+                        let entered = guards.section.fetch_add(1, Ordering::SeqCst);
+                        send_to_all(&route, msg);
+                        guards.section.store(entered, Ordering::Release);
+                        drop(route);
+                    };
+                    for _ in 1..iters {
+                        publish(self.regular.clone());
+                    }
+                    publish(self.last.clone());
+                }
+            },
         }
         self.done.recv().expect("a consumer acknowledges");
         start.elapsed()
     }
 }
 
+impl Fanout {
+    /// The raw loop: `iters` messages to every channel of `senders`, the last one `LAST`.
+    fn send_raw(&self, senders: &[Sender<Payload>], iters: u64) {
+        for _ in 1..iters {
+            send_to_all(senders, self.regular.clone());
+        }
+        send_to_all(senders, self.last.clone());
+    }
+}
+
+/// One raw publish: like the broker, clones for all but the last channel, which gets `msg`
+/// itself.
+fn send_to_all(senders: &[Sender<Payload>], msg: Payload) {
+    let (last, rest) = senders.split_last().expect("at least one channel");
+    for sender in rest {
+        sender.send(msg.clone()).expect("consumer alive");
+    }
+    last.send(msg).expect("consumer alive");
+}
+
 impl Drop for Fanout {
     fn drop(&mut self) {
+        self.guards = None;
         self.sink.close();
         join_consumers(&mut self.consumers);
     }
@@ -468,7 +563,7 @@ fn main() {
 /// The dispatch sweep: which threshold and worker count make large fan-outs fastest.
 mod sweep {
     use super::common::{interleaved, median};
-    use super::{DEFAULT_CAPACITY, Enqueue, Fanout, fanout_broker};
+    use super::{DEFAULT_CAPACITY, Enqueue, Fanout, RawLoop, fanout_broker};
     use std::time::Duration;
 
     const DEFAULT_NS: [usize; 5] = [50, 100, 200, 500, 1000];
@@ -519,6 +614,8 @@ mod sweep {
             threshold: usize,
             workers: usize,
         },
+        /// A ceiling, not syncmq (fan-out only): [`RawLoop::Split`] or [`RawLoop::Guarded`].
+        Raw(RawLoop),
     }
 
     impl Variant {
@@ -528,13 +625,15 @@ mod sweep {
                 Variant::Default => "default".into(),
                 Variant::Inline => "inline".into(),
                 Variant::Striped { threshold, workers } => format!("t{threshold}/w{workers}"),
+                Variant::Raw(RawLoop::Split(threads)) => format!("raw/{threads}thr"),
+                Variant::Raw(_) => "raw+atoms".into(),
             }
         }
 
         fn fixture(self, shape: Shape, n: usize) -> Fixture {
             type Builder = syncmq::BrokerBuilder<super::Payload>;
             let configure = move |builder: Builder| match self {
-                Variant::Crossbeam | Variant::Default => builder,
+                Variant::Crossbeam | Variant::Default | Variant::Raw(_) => builder,
                 Variant::Inline => builder.workers(0),
                 Variant::Striped { threshold, workers } => {
                     builder.workers(workers).dispatch_threshold(threshold)
@@ -544,10 +643,15 @@ mod sweep {
                 (Shape::Fanout, Variant::Crossbeam) => {
                     Fixture::Fanout(Fanout::crossbeam(n, DEFAULT_CAPACITY))
                 }
+                (Shape::Fanout, Variant::Raw(raw)) => {
+                    Fixture::Fanout(Fanout::crossbeam_sending(n, DEFAULT_CAPACITY, raw))
+                }
                 (Shape::Fanout, _) => {
                     Fixture::Fanout(Fanout::syncmq(n, configure(fanout_broker())))
                 }
-                (Shape::Enqueue, Variant::Crossbeam) => Fixture::Enqueue(Enqueue::crossbeam(n)),
+                (Shape::Enqueue, Variant::Crossbeam | Variant::Raw(_)) => {
+                    Fixture::Enqueue(Enqueue::crossbeam(n))
+                }
                 (Shape::Enqueue, _) => Fixture::Enqueue(Enqueue::syncmq(n, configure)),
             }
         }
@@ -560,6 +664,7 @@ mod sweep {
                 .clamp(2, workers + 1)
                 .to_string(),
                 Variant::Default => "?".into(),
+                Variant::Raw(RawLoop::Split(threads)) => threads.to_string(),
                 _ => "1".into(),
             }
         }
@@ -627,13 +732,29 @@ mod sweep {
                 variants.push(Variant::Striped { threshold, workers });
             }
         }
+        if std::env::var_os("SYNCMQ_BENCH_SWEEP_CEILING").is_some() {
+            variants.extend([
+                Variant::Raw(RawLoop::Guarded),
+                Variant::Raw(RawLoop::Split(2)),
+                Variant::Raw(RawLoop::Split(4)),
+            ]);
+        }
         for &shape in shapes {
             for &n in &ns {
                 // A variant whose threshold is above n runs inline: measure inline once.
                 let active: Vec<Variant> = variants
                     .iter()
                     .copied()
-                    .filter(|v| !matches!(v, Variant::Striped { threshold, .. } if n < *threshold))
+                    .filter(|v| match v {
+                        Variant::Striped { threshold, .. } => n >= *threshold,
+                        // The ceilings bound the fan-out; the enqueue shape has its own
+                        // baseline only.
+                        Variant::Raw(RawLoop::Split(threads)) => {
+                            shape == Shape::Fanout && n >= *threads
+                        }
+                        Variant::Raw(_) => shape == Shape::Fanout,
+                        _ => true,
+                    })
                     .collect();
                 let samples = measure(shape, n, &active, rounds, verbose);
                 report(shape, n, &active, &samples);
