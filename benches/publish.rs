@@ -51,7 +51,9 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{CHUNK, RawSends, Sink, bench_fixture, join_consumers, spawn_consumer, timed_chunks};
+use common::{
+    CHUNK, RawSends, Sink, bench_fixture, join_consumers, send_to_all, spawn_consumer, timed_chunks,
+};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use crossbeam_channel::{Receiver, Sender};
 use syncmq::{Broker, BrokerBuilder, DEFAULT_CAPACITY, DEFAULT_SEND_TIMEOUT, Overflow};
@@ -88,7 +90,7 @@ impl Acks {
 
 /// How a raw crossbeam fixture's publishing side sends: the baseline, or one of the sweep's
 /// two "ceilings", which bound what any broker can do here (`SYNCMQ_BENCH_SWEEP_CEILING`).
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum RawLoop {
     /// The baseline: one thread sends each message to every channel in turn.
     Plain,
@@ -103,36 +105,12 @@ enum RawLoop {
     Guarded,
 }
 
-/// What [`RawLoop::Guarded`] updates per message.
-struct Guards {
-    /// Stands for a route: the channels' senders, held strongly here...
-    _route: Arc<[Sender<Payload>]>,
-    /// ...and weakly by the memo, which each message upgrades.
-    memo: Weak<[Sender<Payload>]>,
-    /// Stands for a send section's counter.
-    section: AtomicU64,
-}
-
-impl Guards {
-    fn new(senders: &[Sender<Payload>]) -> Self {
-        let route: Arc<[Sender<Payload>]> = senders.into();
-        Guards {
-            memo: Arc::downgrade(&route),
-            _route: route,
-            section: AtomicU64::new(0),
-        }
-    }
-}
-
 /// N consumer threads draining as fast as they can, spawned once, reused by every iteration.
 struct Fanout {
     /// A broker with one topic and N subscribers, or N channels.
     sink: Sink<Payload>,
     /// How a raw fixture sends (`Plain` for a broker).
     raw: RawLoop,
-    /// With `RawLoop::Guarded`: what it updates. Holds senders, so it goes before `sink`
-    /// closes.
-    guards: Option<Guards>,
     subscribers: usize,
     acks: Arc<Acks>,
     done: Receiver<()>,
@@ -157,7 +135,14 @@ impl Fanout {
                 })
             })
             .collect();
-        Self::new(Sink::Syncmq(broker), n, acks, done, consumers)
+        Self::new(
+            Sink::Syncmq(broker),
+            RawLoop::Plain,
+            n,
+            acks,
+            done,
+            consumers,
+        )
     }
 
     /// `n` bounded crossbeam channels of `capacity`, each drained by its own thread.
@@ -181,13 +166,7 @@ impl Fanout {
                 })
             })
             .collect();
-        let mut fixture = Self::new(Sink::Crossbeam(senders), n, acks, done, consumers);
-        fixture.raw = raw;
-        if let (RawLoop::Guarded, Sink::Crossbeam(senders)) = (raw, &fixture.sink) {
-            fixture.guards = Some(Guards::new(senders));
-        }
-        fixture.run(2); // the shape check of `new`, for this way of sending too
-        fixture
+        Self::new(Sink::Crossbeam(senders), raw, n, acks, done, consumers)
     }
 
     fn acks() -> (Arc<Acks>, Receiver<()>) {
@@ -201,6 +180,7 @@ impl Fanout {
 
     fn new(
         sink: Sink<Payload>,
+        raw: RawLoop,
         subscribers: usize,
         acks: Arc<Acks>,
         done: Receiver<()>,
@@ -208,8 +188,7 @@ impl Fanout {
     ) -> Self {
         let fixture = Fanout {
             sink,
-            raw: RawLoop::Plain,
-            guards: None,
+            raw,
             subscribers,
             acks,
             done,
@@ -234,43 +213,38 @@ impl Fanout {
             .store(self.subscribers, Ordering::Release);
         let start = Instant::now();
         match &self.sink {
-            Sink::Syncmq(broker) => {
-                let publish = |msg: Payload| {
-                    let report = broker.publish(TOPIC, msg).expect("open broker");
-                    assert_eq!(report.delivered, self.subscribers, "Overflow::Block drops");
-                };
-                for _ in 1..iters {
-                    publish(self.regular.clone());
-                }
-                publish(self.last.clone());
-            }
+            Sink::Syncmq(broker) => self.each_message(iters, |msg| {
+                let report = broker.publish(TOPIC, msg).expect("open broker");
+                assert_eq!(report.delivered, self.subscribers, "Overflow::Block drops");
+            }),
             Sink::Crossbeam(senders) => match self.raw {
-                RawLoop::Plain => self.send_raw(senders, iters),
+                RawLoop::Plain => self.each_message(iters, |msg| send_to_all(senders, msg)),
                 RawLoop::Split(threads) => {
                     // Spawned per run: tens of microseconds, against a sample's 100 ms.
-                    let share = senders.len().div_ceil(threads.max(1));
-                    let mut shares = senders.chunks(share);
+                    let mut shares = senders.chunks(senders.len().div_ceil(threads));
                     let own = shares.next().expect("at least one channel");
                     std::thread::scope(|scope| {
                         for share in shares {
-                            scope.spawn(move || self.send_raw(share, iters));
+                            scope.spawn(move || {
+                                self.each_message(iters, |msg| send_to_all(share, msg));
+                            });
                         }
-                        self.send_raw(own, iters);
+                        self.each_message(iters, |msg| send_to_all(own, msg));
                     });
                 }
                 RawLoop::Guarded => {
-                    let guards = self.guards.as_ref().expect("made with the fixture");
-                    let publish = |msg: Payload| {
-                        let route = guards.memo.upgrade().expect("the fixture holds it");
-                        let entered = guards.section.fetch_add(1, Ordering::SeqCst);
+                    // A route holding the senders (n clones per run: microseconds, against a
+                    // sample's 100 ms), a memo of it, and a send section's counter.
+                    let route: Arc<[Sender<Payload>]> = senders.as_slice().into();
+                    let memo: Weak<[Sender<Payload>]> = Arc::downgrade(&route);
+                    let section = AtomicU64::new(0);
+                    self.each_message(iters, |msg| {
+                        let route = memo.upgrade().expect("held above");
+                        let entered = section.fetch_add(1, Ordering::SeqCst);
                         send_to_all(&route, msg);
-                        guards.section.store(entered, Ordering::Release);
+                        section.store(entered, Ordering::Release);
                         drop(route);
-                    };
-                    for _ in 1..iters {
-                        publish(self.regular.clone());
-                    }
-                    publish(self.last.clone());
+                    });
                 }
             },
         }
@@ -278,28 +252,17 @@ impl Fanout {
         start.elapsed()
     }
 
-    /// The raw loop: `iters` messages to every channel of `senders`, the last one `LAST`.
-    fn send_raw(&self, senders: &[Sender<Payload>], iters: u64) {
+    /// Hands `publish` `iters` messages: clones of the regular one, then the `LAST` one.
+    fn each_message(&self, iters: u64, mut publish: impl FnMut(Payload)) {
         for _ in 1..iters {
-            send_to_all(senders, self.regular.clone());
+            publish(self.regular.clone());
         }
-        send_to_all(senders, self.last.clone());
+        publish(self.last.clone());
     }
-}
-
-/// One raw publish: like the broker, clones for all but the last channel, which gets `msg`
-/// itself.
-fn send_to_all(senders: &[Sender<Payload>], msg: Payload) {
-    let (last, rest) = senders.split_last().expect("at least one channel");
-    for sender in rest {
-        sender.send(msg.clone()).expect("consumer alive");
-    }
-    last.send(msg).expect("consumer alive");
 }
 
 impl Drop for Fanout {
     fn drop(&mut self) {
-        self.guards = None;
         self.sink.close();
         join_consumers(&mut self.consumers);
     }
@@ -605,7 +568,9 @@ mod sweep {
 
     #[derive(Clone, Copy)]
     enum Variant {
-        Crossbeam,
+        /// A raw crossbeam loop: `Plain`, the baseline every variant is measured against, or
+        /// one of the ceilings (fan-out only).
+        Raw(RawLoop),
         /// `Broker::builder()` defaults (but `Overflow::Block`).
         Default,
         Inline,
@@ -613,49 +578,47 @@ mod sweep {
             threshold: usize,
             workers: usize,
         },
-        /// A ceiling, not syncmq (fan-out only): [`RawLoop::Split`] or [`RawLoop::Guarded`].
-        Raw(RawLoop),
     }
 
     impl Variant {
         fn label(self) -> String {
             match self {
-                Variant::Crossbeam => "crossbeam".into(),
+                Variant::Raw(RawLoop::Plain) => "crossbeam".into(),
+                Variant::Raw(RawLoop::Split(threads)) => format!("raw/{threads}thr"),
+                Variant::Raw(RawLoop::Guarded) => "raw+atoms".into(),
                 Variant::Default => "default".into(),
                 Variant::Inline => "inline".into(),
                 Variant::Striped { threshold, workers } => format!("t{threshold}/w{workers}"),
-                Variant::Raw(RawLoop::Split(threads)) => format!("raw/{threads}thr"),
-                Variant::Raw(_) => "raw+atoms".into(),
             }
         }
 
         fn fixture(self, shape: Shape, n: usize) -> Fixture {
             type Builder = syncmq::BrokerBuilder<super::Payload>;
             let configure = move |builder: Builder| match self {
-                Variant::Crossbeam | Variant::Default | Variant::Raw(_) => builder,
+                Variant::Default => builder,
+                Variant::Raw(_) => unreachable!("a raw loop has no broker"),
                 Variant::Inline => builder.workers(0),
                 Variant::Striped { threshold, workers } => {
                     builder.workers(workers).dispatch_threshold(threshold)
                 }
             };
             match (shape, self) {
-                (Shape::Fanout, Variant::Crossbeam) => {
-                    Fixture::Fanout(Fanout::crossbeam(n, DEFAULT_CAPACITY))
-                }
                 (Shape::Fanout, Variant::Raw(raw)) => {
                     Fixture::Fanout(Fanout::crossbeam_sending(n, DEFAULT_CAPACITY, raw))
                 }
                 (Shape::Fanout, _) => {
                     Fixture::Fanout(Fanout::syncmq(n, configure(fanout_broker())))
                 }
-                (Shape::Enqueue, Variant::Crossbeam | Variant::Raw(_)) => {
+                (Shape::Enqueue, Variant::Raw(RawLoop::Plain)) => {
                     Fixture::Enqueue(Enqueue::crossbeam(n))
                 }
+                (Shape::Enqueue, Variant::Raw(_)) => unreachable!("ceilings are fan-out only"),
                 (Shape::Enqueue, _) => Fixture::Enqueue(Enqueue::syncmq(n, configure)),
             }
         }
 
-        /// The number of stripes `Shared::deliver` cuts a publish to `n` subscribers into.
+        /// How many threads send a publish to `n` subscribers: the stripes
+        /// `Shared::deliver_along` cuts it into, or a split raw loop's threads.
         fn stripes(self, n: usize) -> String {
             match self {
                 Variant::Striped { threshold, workers } if n >= threshold => (n
@@ -663,7 +626,9 @@ mod sweep {
                 .clamp(2, workers + 1)
                 .to_string(),
                 Variant::Default => "?".into(),
-                Variant::Raw(RawLoop::Split(threads)) => threads.to_string(),
+                Variant::Raw(RawLoop::Split(threads)) => {
+                    n.div_ceil(n.div_ceil(threads)).to_string()
+                }
                 _ => "1".into(),
             }
         }
@@ -721,7 +686,11 @@ mod sweep {
              process; [stripes]",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
-        let mut variants = vec![Variant::Crossbeam, Variant::Default, Variant::Inline];
+        let mut variants = vec![
+            Variant::Raw(RawLoop::Plain),
+            Variant::Default,
+            Variant::Inline,
+        ];
         let thresholds =
             env_usize_list("SYNCMQ_BENCH_SWEEP_THRESHOLDS").unwrap_or_else(|| THRESHOLDS.to_vec());
         let workers_list =
@@ -748,11 +717,12 @@ mod sweep {
                         Variant::Striped { threshold, .. } => n >= *threshold,
                         // The ceilings bound the fan-out; the enqueue shape has its own
                         // baseline only.
+                        Variant::Raw(RawLoop::Plain) => true,
                         Variant::Raw(RawLoop::Split(threads)) => {
                             shape == Shape::Fanout && n >= *threads
                         }
-                        Variant::Raw(_) => shape == Shape::Fanout,
-                        _ => true,
+                        Variant::Raw(RawLoop::Guarded) => shape == Shape::Fanout,
+                        Variant::Default | Variant::Inline => true,
                     })
                     .collect();
                 let samples = measure(shape, n, &active, rounds, verbose);

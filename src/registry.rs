@@ -410,10 +410,12 @@ impl<T> Registry<T> {
         });
         let resolved = match matching.as_slice() {
             [] => None,
+            // One route that leaves no export queue out: published along as it is.
             [only] if only.yielders == 0 || !only.subscribers.iter().any(|s| s.yields(topic)) => {
                 Some(Arc::clone(only))
             }
-            several => Some(Arc::new(Route::merge(several, topic))),
+            // Several routes, or one whose export queues yield `topic`.
+            routes => Some(Arc::new(Route::merge(routes, topic))),
         };
         let mut cache = self.cache.write();
         // Full: start over (see the module docs). The old entries are freed after the lock is

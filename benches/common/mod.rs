@@ -117,6 +117,17 @@ pub(crate) fn timed_chunks(
     total
 }
 
+/// One raw publish: a blocking `send` of `msg` to every channel in turn, like the broker a clone
+/// for all but the last channel, which gets `msg` itself.
+#[allow(dead_code, reason = "used by the publish and routing benches only")]
+pub(crate) fn send_to_all<T: Clone>(senders: &[Sender<T>], msg: T) {
+    let (last, rest) = senders.split_last().expect("at least one channel");
+    for sender in rest {
+        sender.send(msg.clone()).expect("receiver alive");
+    }
+    last.send(msg).expect("receiver alive");
+}
+
 /// `n` bounded crossbeam channels of [`CHUNK`] that nobody waits on: the raw baseline of the
 /// enqueue-only fixtures (`publish/enqueue`, the routing groups).
 #[allow(dead_code, reason = "used by the publish and routing benches only")]
@@ -132,20 +143,13 @@ impl<T: Clone> RawSends<T> {
         RawSends { senders, receivers }
     }
 
-    /// Times `iters` raw publishes of `msg`, each a blocking `send` to every channel in turn
-    /// (a clone for all but the last, as the broker does), in [`timed_chunks`]: the queues
+    /// Times `iters` raw publishes of `msg` ([`send_to_all`]) in [`timed_chunks`]: the queues
     /// always have room, so no `send` waits. One value per publish goes through
     /// [`black_box`], as the broker side's topic does in the enqueue fixtures.
     pub(crate) fn timed(&self, iters: u64, msg: &T) -> Duration {
-        let (last, rest) = self.senders.split_last().expect("at least one channel");
         timed_chunks(
             iters,
-            |_| {
-                for sender in rest {
-                    sender.send(msg.clone()).expect("room");
-                }
-                last.send(black_box(msg.clone())).expect("room");
-            },
+            |_| send_to_all(&self.senders, black_box(msg.clone())),
             || {
                 self.receivers
                     .iter()
