@@ -14,8 +14,8 @@
 //!   subscriber each, while 0, 100 or 10 000 *unrelated* wildcard subscriptions exist. The
 //!   cost must not grow with their number: with no pattern at all a publish is one hash lookup
 //!   in the key table, with some one in the route cache instead. `syncmq_same_topic_memo`: no
-//!   wildcards, one topic published to every time, so the memo serves every publish. The baseline is one `send` on one bounded
-//!   crossbeam channel.
+//!   wildcards, one topic published to every time, so the memo serves every publish. The
+//!   baseline is one `send` on one bounded crossbeam channel.
 //! - `routing/fanout100/{crossbeam,syncmq_exact,syncmq_100patterns}`: publish to a topic that
 //!   100 subscribers receive, either all subscribed to the topic itself or each through its own
 //!   distinct pattern (`bench.*.created.eu.web.v1.x`, ...). One topic every time, so the memo
