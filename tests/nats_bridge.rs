@@ -14,7 +14,10 @@ use syncmq::{Bridge, BridgeError, Broker, Error, Overflow, Subscription, TopicEr
 
 mod common;
 // `PATIENCE` (30 s) also covers the bridge's reconnect backoff of up to 4 s.
-use common::{PATIENCE, current_tid, drain, is_blocked, stuck_import, wait_until};
+use common::{
+    PATIENCE, current_tid, drain, export_bridge, import_bridge, is_blocked, stuck_import,
+    wait_until,
+};
 
 fn broker<T: Clone + Send + 'static>() -> Broker<T> {
     Broker::builder()
@@ -37,14 +40,8 @@ fn bridge_is_send_and_sync() {
 fn a_message_crosses_from_one_broker_to_another() {
     let server = NatsServer::start();
     let (a, b) = (broker::<String>(), broker::<String>());
-    let bridge_a = Bridge::builder(&a, &server.url())
-        .export("greetings.>")
-        .build()
-        .unwrap();
-    let bridge_b = Bridge::builder(&b, &server.url())
-        .import("greetings.>")
-        .build()
-        .unwrap();
+    let bridge_a = export_bridge(&a, &server.url(), "greetings.>");
+    let bridge_b = import_bridge(&b, &server.url(), "greetings.>");
     let sub = b.subscribe("greetings.*").unwrap();
 
     // `build` returned: B's subscription is registered at the server.
@@ -67,17 +64,11 @@ fn a_message_published_right_after_build_crosses() {
     const ROUNDS: usize = 300;
     let server = NatsServer::start();
     let exporter = broker::<String>();
-    let _export = Bridge::builder(&exporter, &server.url())
-        .export("race.>")
-        .build()
-        .unwrap();
+    let _export = export_bridge(&exporter, &server.url(), "race.>");
     for round in 0..ROUNDS {
         let importer = broker::<String>();
         let topic = format!("race.{round}");
-        let _import = Bridge::builder(&importer, &server.url())
-            .import(&topic)
-            .build()
-            .unwrap();
+        let _import = import_bridge(&importer, &server.url(), &topic);
         let sub = importer.subscribe(&topic).unwrap();
         exporter.publish(&topic, "now".into()).unwrap();
         assert_eq!(
@@ -96,10 +87,7 @@ fn a_message_published_right_after_build_crosses() {
 fn build_succeeds_while_another_client_listens_on_every_subject() {
     let server = NatsServer::start();
     let everything = broker::<String>();
-    let _listener = Bridge::builder(&everything, &server.url())
-        .import(">")
-        .build()
-        .unwrap();
+    let _listener = import_bridge(&everything, &server.url(), ">");
     let all = everything.subscribe(">").unwrap();
     let importer = broker::<String>();
     let start = Instant::now();
@@ -119,10 +107,7 @@ fn build_succeeds_while_another_client_listens_on_every_subject() {
     assert!(probe.is_empty());
     let sub = importer.subscribe("late.topic").unwrap();
     let exporter = broker::<String>();
-    let _export = Bridge::builder(&exporter, &server.url())
-        .export("late.>")
-        .build()
-        .unwrap();
+    let _export = export_bridge(&exporter, &server.url(), "late.>");
     exporter.publish("late.topic", "hello".into()).unwrap();
     assert_eq!(sub.recv_timeout(PATIENCE).as_deref(), Ok("hello"));
 }
@@ -266,10 +251,7 @@ fn group_import_splits_work_between_two_brokers() {
     const JOBS: usize = 200;
     let server = NatsServer::start();
     let producer = broker::<String>();
-    let _export = Bridge::builder(&producer, &server.url())
-        .export("jobs.>")
-        .build()
-        .unwrap();
+    let _export = export_bridge(&producer, &server.url(), "jobs.>");
     let workers: Vec<(Broker<String>, Bridge, Subscription<String>)> = (0..2)
         .map(|_| {
             let broker = broker::<String>();
@@ -363,10 +345,7 @@ fn group_import_splits_work_between_two_brokers() {
 fn export_while_the_server_is_down_is_counted_as_dropped() {
     let mut server = NatsServer::start();
     let broker = broker::<String>();
-    let bridge = Bridge::builder(&broker, &server.url())
-        .export("events.>")
-        .build()
-        .unwrap();
+    let bridge = export_bridge(&broker, &server.url(), "events.>");
     broker.publish("events.up", "sent".into()).unwrap();
     wait_until("the first message is exported", || {
         bridge.stats().exported == 1
@@ -399,14 +378,8 @@ fn export_while_the_server_is_down_is_counted_as_dropped() {
 fn the_bridge_recovers_after_the_server_restarts() {
     let mut server = NatsServer::start();
     let (a, b) = (broker::<String>(), broker::<String>());
-    let bridge_a = Bridge::builder(&a, &server.url())
-        .export("ping.>")
-        .build()
-        .unwrap();
-    let bridge_b = Bridge::builder(&b, &server.url())
-        .import("ping.>")
-        .build()
-        .unwrap();
+    let bridge_a = export_bridge(&a, &server.url(), "ping.>");
+    let bridge_b = import_bridge(&b, &server.url(), "ping.>");
     let sub = b.subscribe("ping.>").unwrap();
     a.publish("ping.before", "before".into()).unwrap();
     assert_eq!(sub.recv_timeout(PATIENCE).as_deref(), Ok("before"));
@@ -472,10 +445,7 @@ fn close_flushes_what_is_queued() {
     const COUNT: usize = 1000;
     let server = NatsServer::start();
     let (a, b) = (broker::<Vec<u8>>(), broker::<Vec<u8>>());
-    let bridge_b = Bridge::builder(&b, &server.url())
-        .import("bulk.>")
-        .build()
-        .unwrap();
+    let bridge_b = import_bridge(&b, &server.url(), "bulk.>");
     let sub = b.subscribe("bulk.>").unwrap();
     let bridge_a = Bridge::builder(&a, &server.url())
         .export("bulk.>")
@@ -562,14 +532,8 @@ fn undecodable_messages_are_counted_and_skipped() {
     let server = NatsServer::start();
     let bytes = broker::<Vec<u8>>();
     let text = broker::<String>();
-    let _export = Bridge::builder(&bytes, &server.url())
-        .export("text.>")
-        .build()
-        .unwrap();
-    let import = Bridge::builder(&text, &server.url())
-        .import("text.>")
-        .build()
-        .unwrap();
+    let _export = export_bridge(&bytes, &server.url(), "text.>");
+    let import = import_bridge(&text, &server.url(), "text.>");
     let sub = text.subscribe("text.>").unwrap();
 
     bytes.publish("text.bad", vec![0xff, 0xfe, 0xfd]).unwrap();
@@ -621,10 +585,7 @@ fn imports_reach_the_broker_but_not_its_export_queues() {
         .import("loop.>")
         .build()
         .unwrap();
-    let _bridge_b = Bridge::builder(&b, &server.url())
-        .export("loop.>")
-        .build()
-        .unwrap();
+    let _bridge_b = export_bridge(&b, &server.url(), "loop.>");
     let sub = a.subscribe("loop.>").unwrap();
     b.publish("loop.x", "once".into()).unwrap();
     assert_eq!(sub.recv_timeout(PATIENCE).as_deref(), Ok("once"));

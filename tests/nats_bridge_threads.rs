@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use nats_server::NatsServer;
 
 mod common;
-use common::{stuck_import, wait_until};
+use common::{export_bridge, stuck_import, wait_until};
 use syncmq::{Bridge, Broker, DEFAULT_CLOSE_TIMEOUT};
 
 /// The bridge's threads, as named (both fit Linux's 15-byte limit on thread names).
@@ -33,10 +33,7 @@ fn a_bridge_runs_two_threads_and_close_joins_them() {
     assert_eq!(bridge_threads(), [0, 0], "joined by close");
 
     // Dropping does the same.
-    let bridge = Bridge::builder(&broker, &server.url())
-        .export("a.>")
-        .build()
-        .unwrap();
+    let bridge = export_bridge(&broker, &server.url(), "a.>");
     assert_threads([1, 1], "running");
     drop(bridge);
     assert_eq!(bridge_threads(), [0, 0], "joined by drop");

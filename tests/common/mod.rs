@@ -1,8 +1,8 @@
 //! Helpers shared by the integration tests: bounded waits on other threads, watching a thread
 //! block through `/proc`, recognising a dispatch thread, per-publisher order checks, small
 //! shorthands for brokers, subscriptions and proptest configurations, and (with the `nats`
-//! feature) a bridge import stuck on full queues. Each test binary uses `mod common;` and
-//! takes what it needs.
+//! feature) bridges with one export or import and a bridge import stuck on full queues. Each
+//! test binary uses `mod common;` and takes what it needs.
 
 #![allow(
     dead_code,
@@ -411,6 +411,32 @@ pub(crate) fn proptest_config_persisting_to(path: &'static str) -> ProptestConfi
 
 // --- NATS bridge --------------------------------------------------------------------------
 
+/// A bridge of `broker` through the NATS server at `url` exporting `pattern`, with defaults.
+#[cfg(feature = "nats")]
+#[track_caller]
+pub(crate) fn export_bridge<T>(broker: &Broker<T>, url: &str, pattern: &str) -> syncmq::Bridge
+where
+    T: syncmq::Codec + Clone + Send + 'static,
+{
+    syncmq::Bridge::builder(broker, url)
+        .export(pattern)
+        .build()
+        .unwrap()
+}
+
+/// A bridge of `broker` through the NATS server at `url` importing `pattern`, with defaults.
+#[cfg(feature = "nats")]
+#[track_caller]
+pub(crate) fn import_bridge<T>(broker: &Broker<T>, url: &str, pattern: &str) -> syncmq::Bridge
+where
+    T: syncmq::Codec + Clone + Send + 'static,
+{
+    syncmq::Bridge::builder(broker, url)
+        .import(pattern)
+        .build()
+        .unwrap()
+}
+
 /// A bridge import stuck on full local queues, set up by [`stuck_import`].
 #[cfg(feature = "nats")]
 pub(crate) struct StuckImport {
@@ -452,10 +478,7 @@ pub(crate) fn stuck_import(
         .unwrap();
     let subs = subscribe_many(&broker, "stuck.>", subscribers);
     let exporter = Broker::<String>::new();
-    let exporting = Bridge::builder(&exporter, url)
-        .export("stuck.>")
-        .build()
-        .unwrap();
+    let exporting = export_bridge(&exporter, url, "stuck.>");
     exporter.publish("stuck.x", "first".into()).unwrap();
     exporter.publish("stuck.x", "second".into()).unwrap();
     wait_for_published(&broker, 2);
