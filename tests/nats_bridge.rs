@@ -28,6 +28,14 @@ fn broker<T: Clone + Send + 'static>() -> Broker<T> {
 
 fn assert_send_sync<T: Send + Sync>() {}
 
+/// Waits until `count()` (a counter bumped after the fact) reaches `expected`, then checks it
+/// did not go past.
+#[track_caller]
+fn wait_for_count(what: &str, expected: u64, mut count: impl FnMut() -> u64) {
+    wait_until(what, || count() >= expected);
+    assert_eq!(count(), expected, "{what}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Smoke
 
@@ -48,11 +56,10 @@ fn a_message_crosses_from_one_broker_to_another() {
     a.publish("greetings.world", "hello".to_string()).unwrap();
     assert_eq!(sub.recv_timeout(PATIENCE), Ok("hello".to_string()));
     assert!(bridge_a.stats().connected && bridge_b.stats().connected);
-    wait_until("A counts the export", || bridge_a.stats().exported == 1);
+    wait_for_count("A counts the export", 1, || bridge_a.stats().exported);
     // The import is counted once the local publish returns, which may be just after the
     // subscriber has received it.
-    wait_until("B counts the import", || bridge_b.stats().imported == 1);
-    assert_eq!(bridge_b.stats().imported, 1);
+    wait_for_count("B counts the import", 1, || bridge_b.stats().imported);
 }
 
 /// `build` returns once the server has registered its imports, so a message published to
@@ -183,19 +190,18 @@ fn two_brokers_share_subjects_both_ways_without_loops_or_duplicates() {
     // Imports are counted once their local publish returns, and exports once the client has
     // taken them, which may be after they crossed: wait for the last ones.
     let count = COUNT as u64;
-    let counts = |bridge: &Bridge| {
-        let stats = bridge.stats();
-        (stats.exported, stats.imported)
-    };
-    let (expected_a, expected_b) = ((count + 2, count + 1), (count + 1, count + 2));
-    let reached = |(exported, imported): (u64, u64), (want_exported, want_imported)| {
-        exported >= want_exported && imported >= want_imported
-    };
-    wait_until("both bridges count every export and import", || {
-        reached(counts(&bridge_a), expected_a) && reached(counts(&bridge_b), expected_b)
+    wait_for_count("A counts every export", count + 2, || {
+        bridge_a.stats().exported
     });
-    assert_eq!(counts(&bridge_a), expected_a);
-    assert_eq!(counts(&bridge_b), expected_b);
+    wait_for_count("A counts every import", count + 1, || {
+        bridge_a.stats().imported
+    });
+    wait_for_count("B counts every export", count + 1, || {
+        bridge_b.stats().exported
+    });
+    wait_for_count("B counts every import", count + 2, || {
+        bridge_b.stats().imported
+    });
     let (stats_a, stats_b) = (bridge_a.stats(), bridge_b.stats());
     assert_eq!(stats_a.dropped.total() + stats_b.dropped.total(), 0);
 }
@@ -239,8 +245,7 @@ fn overlapping_patterns_forward_each_message_once() {
     got.sort();
     assert_eq!(got, ["done", "one", "two"]);
     // Counted once the client has taken them, which may be after they crossed.
-    wait_until("A counts every export", || bridge_a.stats().exported >= 3);
-    assert_eq!(bridge_a.stats().exported, 3);
+    wait_for_count("A counts every export", 3, || bridge_a.stats().exported);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,8 +339,7 @@ fn group_import_splits_work_between_two_brokers() {
     };
     // Imports are counted once their local publish returns: wait for the last ones.
     let crossed = (JOBS + markers) as u64;
-    wait_until("the workers count every import", || imported() >= crossed);
-    assert_eq!(imported(), crossed);
+    wait_for_count("the workers count every import", crossed, imported);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,8 +351,8 @@ fn export_while_the_server_is_down_is_counted_as_dropped() {
     let broker = broker::<String>();
     let bridge = export_bridge(&broker, &server.url(), "events.>");
     broker.publish("events.up", "sent".into()).unwrap();
-    wait_until("the first message is exported", || {
-        bridge.stats().exported == 1
+    wait_for_count("the first message is exported", 1, || {
+        bridge.stats().exported
     });
 
     server.stop();
@@ -366,8 +370,8 @@ fn export_while_the_server_is_down_is_counted_as_dropped() {
         started.elapsed() < Duration::from_secs(1),
         "publishing did not wait"
     );
-    wait_until("the five are counted as server_unavailable", || {
-        bridge.stats().dropped.server_unavailable == 5
+    wait_for_count("the five are counted as server_unavailable", 5, || {
+        bridge.stats().dropped.server_unavailable
     });
     let stats = bridge.stats();
     assert_eq!(stats.exported, 1);
@@ -468,10 +472,9 @@ fn close_flushes_what_is_queued() {
         .map(|i| (i as u32).to_be_bytes().to_vec())
         .collect();
     assert_eq!(got, expected, "in publish order");
-    wait_until("B counts every import", || {
-        bridge_b.stats().imported >= COUNT as u64
+    wait_for_count("B counts every import", COUNT as u64, || {
+        bridge_b.stats().imported
     });
-    assert_eq!(bridge_b.stats().imported, COUNT as u64);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -564,9 +567,9 @@ fn a_full_export_queue_counts_what_it_drops() {
         broker.publish("fast.tick", i.to_string()).unwrap();
     }
     // Every message is either exported or counted as dropped by the full queue.
-    wait_until("every message is accounted for", || {
+    wait_for_count("every message is accounted for", COUNT, || {
         let stats = bridge.stats();
-        stats.exported + stats.dropped.export_queue_full == COUNT
+        stats.exported + stats.dropped.export_queue_full
     });
     assert_eq!(
         bridge.stats().dropped.total(),
@@ -593,10 +596,9 @@ fn imports_reach_the_broker_but_not_its_export_queues() {
     // A publish adds its deliveries to the broker's totals in one step, once it has offered
     // the message to every subscriber: had A's export queue taken the import too, `delivered`
     // would go from 0 to 2, and the message would be on its way back out.
-    wait_until("A counts the import's delivery", || {
-        a.stats().delivered >= 1
+    wait_for_count("A counts the import's delivery, to `sub` alone", 1, || {
+        a.stats().delivered
     });
-    assert_eq!(a.stats().delivered, 1, "the import reached only `sub`");
     let stats = bridge_a.stats();
     assert_eq!((stats.imported, stats.exported), (1, 0));
 }
