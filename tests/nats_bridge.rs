@@ -394,11 +394,13 @@ fn the_bridge_recovers_after_the_server_restarts() {
         sa.connected && sb.connected && sa.reconnects >= 1 && sb.reconnects >= 1
     });
     // B's subscription is registered again as B reconnects, which may be after A's: probe
-    // until one gets through.
+    // until one gets through, giving each probe up to 20 ms to cross.
     let mut got = Vec::new();
     wait_until("a message crosses after the restart", || {
         a.publish("ping.after", "after".into()).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        if let Ok(m) = sub.recv_timeout(Duration::from_millis(20)) {
+            got.push(m);
+        }
         got.extend(drain(&sub));
         got.iter().any(|m| m == "after")
     });
