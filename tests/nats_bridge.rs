@@ -834,8 +834,6 @@ fn a_publish_waiting_on_a_full_export_queue_when_the_bridge_closes_is_counted() 
     // (SIGSTOP): the export thread stalls, the queue fills, and a local publish waits. When
     // the bridge closes, that publish gives up; the bridge counts the message as dropped.
     let server = NatsServer::start();
-    let pid = server.pid();
-    let _resume = Resume(pid);
     let broker = broker::<Vec<u8>>();
     let bridge = Bridge::builder(&broker, &server.url())
         .export("e.>")
@@ -844,7 +842,7 @@ fn a_publish_waiting_on_a_full_export_queue_when_the_bridge_closes_is_counted() 
         .close_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    signal(pid, "STOP");
+    let _stopped = Stopped::new(&server);
     let (tid_tx, tid) = crossbeam_channel::bounded(1);
     let publisher = {
         let broker = broker.clone();
@@ -888,22 +886,30 @@ fn a_publish_waiting_on_a_full_export_queue_when_the_bridge_closes_is_counted() 
     );
 }
 
-/// Sends `signal` (a name such as `STOP`) to process `pid`.
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
+/// Sends `signal` (a name such as `STOP`) to process `pid`: whether `kill` ran and succeeded.
+fn kill(pid: u32, signal: &str) -> bool {
+    std::process::Command::new("kill")
         .args([format!("-{signal}"), pid.to_string()])
         .status()
-        .expect("kill");
-    assert!(status.success());
+        .is_ok_and(|status| status.success())
 }
 
-/// Resumes a stopped server (by its pid) on drop, so that it can be killed.
-struct Resume(u32);
+/// A server stopped (SIGSTOP) until this is dropped, which resumes it (SIGCONT) so that it can
+/// be killed.
+struct Stopped(u32);
 
-impl Drop for Resume {
+impl Stopped {
+    /// Stops `server`.
+    #[track_caller]
+    fn new(server: &NatsServer) -> Self {
+        let pid = server.pid();
+        assert!(kill(pid, "STOP"), "cannot stop nats-server (pid {pid})");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT".to_string(), self.0.to_string()])
-            .status();
+        kill(self.0, "CONT");
     }
 }
